@@ -1,0 +1,94 @@
+"""Shared fixtures: tiny synthetic MNIST-like datasets and the real MNIST files."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from logreg_mnist.data import write_idx
+
+REPO = Path(__file__).resolve().parents[1]
+NAMES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+
+
+def real_data_dir() -> Path | None:
+    """The real MNIST files: $LOGREG_MNIST_DATA_DIR, else ../shared/data/mnist beside the repo."""
+    for candidate in (os.environ.get("LOGREG_MNIST_DATA_DIR"), REPO.parent / "shared" / "data" / "mnist"):
+        if candidate and all((Path(candidate) / f"{n}.gz").is_file() or (Path(candidate) / n).is_file()
+                             for n in NAMES):
+            return Path(candidate)
+    return None
+
+
+@pytest.fixture(scope="session")
+def real_mnist_dir() -> Path:
+    path = real_data_dir()
+    if path is None:
+        if os.environ.get("LOGREG_MNIST_REQUIRE_REAL_DATA"):
+            pytest.fail("the real MNIST files are required (LOGREG_MNIST_REQUIRE_REAL_DATA) but not found")
+        pytest.skip("real MNIST files not found (set LOGREG_MNIST_DATA_DIR)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def real_mnist(real_mnist_dir):
+    from logreg_mnist import load_mnist
+
+    return load_mnist(real_mnist_dir, download=False, progress=False)
+
+
+def make_digits(n: int, seed: int = 0, side: int = 28, n_classes: int = 10) -> tuple[np.ndarray, np.ndarray]:
+    """Learnable synthetic 'digits': each class lights up its own block of pixels, plus noise."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, n_classes, size=n).astype(np.uint8)
+    images = rng.integers(0, 60, size=(n, side, side)).astype(np.uint8)
+    for i, label in enumerate(labels):
+        row = (label * side) // n_classes
+        images[i, row : row + max(1, side // n_classes), :] = 200 + rng.integers(0, 55)
+    return images, labels
+
+
+def write_dataset(directory: Path, n_train: int = 120, n_test: int = 40, compress: bool = True,
+                  side: int = 28, seed: int = 0) -> dict[str, str]:
+    """Write the four IDX files; returns name -> SHA-256 of the raw content."""
+    directory.mkdir(parents=True, exist_ok=True)
+    tr_x, tr_y = make_digits(n_train, seed, side)
+    te_x, te_y = make_digits(n_test, seed + 1, side)
+    hashes = {}
+    for name, arr in zip(NAMES, (tr_x, tr_y, te_x, te_y)):
+        path = directory / (name + (".gz" if compress else ""))
+        write_idx(path, arr, compress=compress)
+        raw = path.read_bytes()
+        if compress:
+            import gzip
+
+            raw = gzip.decompress(raw)
+        hashes[name] = hashlib.sha256(raw).hexdigest()
+    return hashes
+
+
+@pytest.fixture
+def tiny_dir(tmp_path) -> Path:
+    """A tiny MNIST-like IDX directory: 120 training (20 valid), 40 test images."""
+    write_dataset(tmp_path / "tiny")
+    return tmp_path / "tiny"
+
+
+@pytest.fixture
+def tiny_data(tiny_dir):
+    from logreg_mnist import load_mnist
+
+    return load_mnist(tiny_dir, download=False, valid_size=20, progress=False)
+
+
+@pytest.fixture(scope="session")
+def cli_data_dir(tmp_path_factory) -> Path:
+    """A synthetic dataset the CLI can use as it is: 10,300 training images (the last 10,000
+    are the validation split), 200 test images, raw IDX files."""
+    directory = tmp_path_factory.mktemp("cli-data")
+    write_dataset(directory, n_train=10_300, n_test=200, compress=False, seed=3)
+    return directory
