@@ -13,11 +13,13 @@ except PackageNotFoundError:  # running from a source tree that is not installed
 from .config import TrainConfig, preset  # noqa: E402
 from .data import Dataset, Split, load_mnist  # noqa: E402
 from .errors import LogregMnistError  # noqa: E402
+from .estimator import SoftmaxRegressionClassifier  # noqa: E402
 from .model import LogisticRegression  # noqa: E402
 from .persistence import load_model, save_model  # noqa: E402
 from .train import History, train  # noqa: E402
 
 __all__ = [
-    "Dataset", "History", "LogisticRegression", "LogregMnistError", "Split", "TrainConfig",
+    "Dataset", "History", "LogisticRegression", "LogregMnistError", "SoftmaxRegressionClassifier", "Split",
+    "TrainConfig",
     "__version__", "load_mnist", "load_model", "preset", "save_model", "train",
 ]

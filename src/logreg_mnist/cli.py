@@ -177,7 +177,8 @@ def cmd_train(args) -> int:
         print(f"run directory: {out}")
         _, history = train(data, config, out, reporter=reporter, resume=bool(args.resume))
         if not config.dry_run or args.out:
-            print(f"best model: {out / io.BEST} (epoch {history.best_epoch}, validation error "
+            unit = "epoch" if config.optimizer == "sgd" else "iteration"
+            print(f"best model: {out / io.BEST} ({unit} {history.best_epoch}, validation error "
                   f"{history.best_valid_error * 100:.4f} %, test error {history.test_error * 100:.4f} %)")
             print(f"history: {out / io.HISTORY}")
     return EXIT_OK
