@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 
 import numpy as np
 import pytest
@@ -111,6 +112,9 @@ def test_save_load_round_trip(tmp_path):
     np.testing.assert_array_equal(model.b, b)
     assert meta["epoch"] == 3 and meta["config"] == {"lr": 0.1} and meta["format"] == "logreg-mnist/1"
     assert [p.name for p in tmp_path.iterdir()] == ["m.safetensors"], "no temporary file is left"
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (tmp_path / "m.safetensors").stat().st_mode & 0o777 == 0o666 & ~umask, "an ordinary file, not 0600"
 
 
 def _bad_files(tmp_path):

@@ -104,6 +104,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON for scripts")
     _add_data_dir(p)
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("plot", help="draw weights, learning curves, confusion matrix and mistakes as PNG files",
+                       description="Draw the pictures of a run directory (or of one model file) as PNG files "
+                                   "and print their paths.")
+    p.add_argument("target", metavar="RUN_OR_MODEL", help="a run directory or a .safetensors model file")
+    p.add_argument("--out", metavar="DIR", default=None, help="where to write (default: plots/ beside the model)")
+    _add_data_dir(p)
+    p.set_defaults(func=cmd_plot)
+
+    p = sub.add_parser("digits", help="draw a grid of sample digits from a split",
+                       description="Write a PNG grid of digits: the first N of a split, or N of one class.")
+    p.add_argument("--split", choices=["train", "valid", "test"], default="test", help="split (default: test)")
+    p.add_argument("-n", type=int, default=50, help="how many digits (default: 50)")
+    p.add_argument("--digit", type=int, default=None, help="only digits of this class (default: all classes)")
+    p.add_argument("--out", metavar="FILE", default="digits.png", help="PNG file to write (default: digits.png)")
+    _add_data_dir(p)
+    p.set_defaults(func=cmd_digits)
     return parser
 
 
@@ -234,6 +251,37 @@ def cmd_evaluate(args) -> int:
     for c in report["test"]["per_class"]:
         err = "-" if c["error"] is None else f"{c['error'] * 100:7.3f} %"
         print(f"  {c['label']:>5}  {c['n']:>6,}  {c['wrong']:>6,}  {err:>9}")
+    return EXIT_OK
+
+
+def cmd_plot(args) -> int:
+    from .plots import plot_run
+
+    data = _load_data(args)
+    for path in plot_run(args.target, data, args.out):
+        print(path)
+    return EXIT_OK
+
+
+def cmd_digits(args) -> int:
+    import numpy as np
+
+    from .plots import digits_figure, save_figure
+
+    if args.n < 1:
+        raise ConfigError(f"-n: expected a number of digits >= 1, found {args.n}")
+    data = _load_data(args)
+    split = data.split(args.split)
+    if args.digit is None:
+        indices = np.arange(min(args.n, len(split)))
+        title = f"The first {len(indices)} {args.split} digits"
+    else:
+        if not 0 <= args.digit < data.n_classes:
+            raise ConfigError(f"--digit: expected a class in 0-{data.n_classes - 1}, found {args.digit}")
+        indices = np.flatnonzero(split.labels == args.digit)[: args.n]
+        title = f"The first {len(indices)} {args.split} digits labelled {args.digit}"
+    fig = digits_figure(split.images[indices], split.labels[indices], indices=indices, title=title)
+    print(save_figure(fig, args.out))
     return EXIT_OK
 
 

@@ -28,6 +28,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from .. import __version__
+from .._files import publish
 from ..errors import DataError, DownloadError
 from .idx import content_sha256, is_gzip
 
@@ -191,10 +192,7 @@ def existing_file(directory: Path, name: str) -> Path | None:
 def _install(tmp: Path, dest: Path, name: str) -> Path:
     """Rename a verified temporary file to its final name; drop the other variant."""
     final = dest / (f"{name}.gz" if is_gzip(tmp) else name)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp made it private; a data file is ordinary
-    os.replace(tmp, final)
+    publish(tmp, final)
     for other in (dest / name, dest / f"{name}.gz"):
         if other != final:
             other.unlink(missing_ok=True)

@@ -1,0 +1,328 @@
+"""Pictures drawn from saved models and histories, never from inside training.
+
+Every ``*_figure`` function returns a :class:`matplotlib.figure.Figure` built without
+pyplot, so it renders with no display and leaves a notebook's backend alone (a
+notebook shows the returned figure as it is). :func:`save_figure` writes PNG
+atomically. :func:`tile_raster_images` returns a uint8 array, like the tutorials'
+``utils.tile_raster_images``.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from matplotlib.colors import TwoSlopeNorm
+from matplotlib.figure import Figure
+
+from .model import LogisticRegression
+from ._files import atomic_write_bytes
+
+SIDE = 28
+
+
+def tile_raster_images(
+    X: np.ndarray, img_shape: tuple[int, int], tile_shape: tuple[int, int],
+    tile_spacing: tuple[int, int] = (1, 1), scale_rows_to_unit_interval: bool = True,
+) -> np.ndarray:
+    """Lay the rows of ``X`` out as images in a grid, in row-major order.
+
+    Args:
+        X: (n, h * w) array, one flattened image per row; rows beyond the grid are
+            ignored, missing ones leave black tiles.
+        img_shape: (h, w) of each image.
+        tile_shape: (rows, cols) of the grid.
+        tile_spacing: (vertical, horizontal) black pixels between tiles.
+        scale_rows_to_unit_interval: scale each image to [0, 1] on its own (its
+            minimum to 0, its maximum to 1) before conversion; otherwise values are
+            taken to lie in [0, 1] already and are clipped.
+
+    Returns:
+        uint8 array of shape (rows * h + (rows - 1) * sv, cols * w + (cols - 1) * sh).
+
+    Example:
+        >>> tile_raster_images(np.array([[0.0, 1.0], [2.0, 4.0]]), (1, 2), (1, 2), (0, 1)).tolist()
+        [[0, 255, 0, 0, 255]]
+    """
+    X = np.asarray(X, dtype=np.float64)
+    (h, w), (rows, cols), (sv, sh) = img_shape, tile_shape, tile_spacing
+    if X.ndim != 2 or X.shape[1] != h * w:
+        raise ValueError(f"expected X of shape (n, {h * w}) for images of shape {img_shape}, found {X.shape}")
+    out = np.zeros((rows * h + (rows - 1) * sv, cols * w + (cols - 1) * sh), dtype=np.uint8)
+    for i in range(min(len(X), rows * cols)):
+        tile = X[i].reshape(h, w)
+        if scale_rows_to_unit_interval:
+            low, span = tile.min(), tile.max() - tile.min()
+            tile = (tile - low) / span if span > 0 else np.zeros_like(tile)
+        r, c = divmod(i, cols)
+        top, left = r * (h + sv), c * (w + sh)
+        out[top : top + h, left : left + w] = np.round(np.clip(tile, 0, 1) * 255).astype(np.uint8)
+    return out
+
+
+def save_figure(fig: Figure, path: str | os.PathLike, dpi: int = 100) -> Path:
+    """Write ``fig`` as PNG under a temporary name, then rename it to ``path``."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)
+    atomic_write_bytes(path, buf.getvalue())
+    return Path(path)
+
+
+def _image_side(n_in: int) -> int:
+    side = int(round(np.sqrt(n_in)))
+    if side * side != n_in:
+        raise ValueError(f"cannot draw {n_in} features as a square image")
+    return side
+
+
+def weights_figure(model: LogisticRegression, *, diverging: bool = False, title: str | None = None) -> Figure:
+    """The columns of ``W`` as images, one per class, labelled by digit.
+
+    ``diverging=False``: each image scaled to its own [min, max] (as
+    ``tile_raster_images`` does), light = large weight. ``diverging=True``: one shared
+    colour scale centred on zero, red = evidence for the class, blue = against.
+    """
+    side = _image_side(model.n_in)
+    n = model.n_out
+    cols = min(5, n)
+    rows = -(-n // cols)
+    fig = Figure(figsize=(2.0 * cols + (1.0 if diverging else 0.2), 2.2 * rows + 0.6), layout="constrained")
+    axes = fig.subplots(rows, cols, squeeze=False)
+    limit = float(np.abs(model.W).max()) or 1.0
+    image = None
+    for k, ax in enumerate(axes.flat):
+        ax.set_xticks([])
+        ax.set_yticks([])
+        if k >= n:
+            ax.set_visible(False)
+            continue
+        w = model.W[:, k].reshape(side, side)
+        if diverging:
+            image = ax.imshow(w, cmap="RdBu_r", norm=TwoSlopeNorm(0.0, -limit, limit))
+        else:
+            ax.imshow(tile_raster_images(w.reshape(1, -1), (side, side), (1, 1), (0, 0)), cmap="gray",
+                      vmin=0, vmax=255)
+        ax.set_title(f"digit {k}", fontsize=11)
+    if diverging:
+        bar = fig.colorbar(image, ax=axes, shrink=0.8)
+        bar.set_label("weight  (red: evidence for the digit, blue: against)")
+    fig.suptitle(title or ("Weights W[:, k] on a shared scale centred on zero" if diverging
+                           else "Weights W[:, k], each image scaled to its own range (light = large)"))
+    return fig
+
+
+def learning_curves_figure(rows: Sequence[dict], *, unit: str = "epoch", title: str | None = None) -> Figure:
+    """Mean training NLL, validation and test error per epoch (or iteration), best marked.
+
+    Args:
+        rows: history rows (``history.jsonl``): epoch, train_nll, valid_error,
+            test_error (None where not measured), best_valid_error.
+        unit: the x-axis label: "epoch" for SGD, "iteration" for cg / lbfgs.
+    """
+    if not rows:
+        raise ValueError("the history is empty: nothing to draw")
+    x = np.array([r["epoch"] for r in rows])
+    nll = np.array([r["train_nll"] for r in rows], dtype=float)
+    valid = np.array([np.nan if r["valid_error"] is None else r["valid_error"] * 100 for r in rows])
+    test = np.array([np.nan if r["test_error"] is None else r["test_error"] * 100 for r in rows])
+    best = int(np.nanargmin(valid)) if np.isfinite(valid).any() else len(rows) - 1
+
+    fig = Figure(figsize=(11, 4.2), layout="constrained")
+    ax_nll, ax_err = fig.subplots(1, 2)
+    ax_nll.plot(x, nll, color="tab:blue")
+    ax_nll.set_xlabel(unit)
+    ax_nll.set_ylabel("mean training NLL")
+    ax_nll.set_title("Training loss")
+    ax_err.plot(x, valid, color="tab:orange", label="validation error")
+    ax_err.plot(x, test, "o", color="tab:green", markersize=4, label="test error (measured at each new best)")
+    ax_err.set_xlabel(unit)
+    ax_err.set_ylabel("error (%)")
+    ax_err.set_title("Validation and test error")
+    best_text = f"best {unit} {x[best]}: validation {valid[best]:.2f} %" + (
+        f", test {test[best]:.2f} %" if np.isfinite(test[best]) else "")
+    for ax in (ax_nll, ax_err):
+        ax.axvline(x[best], color="gray", linestyle="--", linewidth=1, label=best_text)
+        ax.grid(alpha=0.3)
+    ax_nll.legend(loc="upper right", fontsize=9)
+    finite = valid[np.isfinite(valid)]
+    if finite.size:  # the first epochs' errors would flatten the interesting part: clip the top
+        low = min(finite.min(), np.nanmin(test) if np.isfinite(test).any() else finite.min())
+        high = np.percentile(finite, 95) if finite.size > 3 else finite.max()
+        pad = max(0.05 * (high - low), 0.25)
+        ax_err.set_ylim(max(low - pad, 0.0), high + pad)
+    ax_err.legend(loc="upper right", fontsize=9)
+    fig.suptitle(title or "Learning curves")
+    return fig
+
+
+def confusion_counts(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> np.ndarray:
+    """(n_classes, n_classes) int array: row = true class, column = predicted class."""
+    counts = np.zeros((n_classes, n_classes), dtype=np.int64)
+    np.add.at(counts, (y_true, y_pred), 1)
+    return counts
+
+
+def confusion_matrix_figure(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int, *,
+                            normalize: bool = False, title: str | None = None) -> Figure:
+    """The confusion matrix, rows true, columns predicted; counts, or each row as % of its class."""
+    counts = confusion_counts(y_true, y_pred, n_classes)
+    values = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1) * 100 if normalize else counts
+    fig = Figure(figsize=(7.5, 6.5), layout="constrained")
+    ax = fig.subplots()
+    # A log-like view would hide the diagonal; instead the diagonal is drawn apart from the errors.
+    off = np.where(np.eye(n_classes, dtype=bool), np.nan, values)
+    image = ax.imshow(off, cmap="Reds")
+    for i in range(n_classes):
+        for j in range(n_classes):
+            v = values[i, j]
+            text = f"{v:.1f}" if normalize else f"{int(v)}"
+            strong = i != j and np.nanmax(off) and v > 0.6 * np.nanmax(off)
+            ax.text(j, i, text, ha="center", va="center", fontsize=8,
+                    color="white" if strong else ("black" if i != j else "tab:blue"),
+                    fontweight="bold" if i == j else "normal")
+    ax.set_xticks(range(n_classes))
+    ax.set_yticks(range(n_classes))
+    ax.set_xlabel("predicted digit")
+    ax.set_ylabel("true digit")
+    bar = fig.colorbar(image, ax=ax, shrink=0.85)
+    bar.set_label("% of the true class (off-diagonal)" if normalize else "count (off-diagonal)")
+    total_error = 100 * (1 - np.trace(counts) / max(counts.sum(), 1))
+    fig.suptitle(title or (f"Confusion matrix on {counts.sum():,} digits, "
+                           f"{'% of each true digit' if normalize else 'counts'}\n"
+                           f"diagonal in blue: correct; error {total_error:.2f} %"))
+    return fig
+
+
+def confident_mistakes_figure(model: LogisticRegression, images: np.ndarray, labels: np.ndarray, *,
+                              n: int = 24, title: str | None = None) -> Figure:
+    """The ``n`` wrong predictions the model was most sure of, with true and predicted label."""
+    side = _image_side(model.n_in)
+    probs = model.p_y_given_x(images)
+    pred = probs.argmax(axis=1)
+    wrong = np.flatnonzero(pred != labels)
+    order = wrong[np.argsort(-probs[wrong, pred[wrong]], kind="stable")][:n]
+    cols = min(8, max(len(order), 1))
+    rows = max(-(-len(order) // cols), 1)
+    fig = Figure(figsize=(max(1.6 * cols, 6.0), 1.9 * rows + 0.6), layout="constrained")
+    axes = fig.subplots(rows, cols, squeeze=False)
+    for ax in axes.flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_visible(False)
+    for ax, i in zip(axes.flat, order):
+        ax.set_visible(True)
+        ax.imshow(images[i].reshape(side, side), cmap="gray", vmin=0, vmax=1)
+        ax.set_title(f"#{i}: true {labels[i]}\npred {pred[i]} (p={probs[i, pred[i]]:.2f})", fontsize=8)
+    if not len(order):
+        fig.text(0.5, 0.5, "no wrong predictions", ha="center", va="center", fontsize=14)
+    fig.suptitle(title or f"The {len(order)} most confidently wrong test digits (of {len(wrong)} errors)")
+    return fig
+
+
+def snapshots_figure(snapshots: Sequence[tuple[int, LogisticRegression]], *, unit: str = "epoch",
+                     max_rows: int = 10) -> Figure:
+    """Weight images across training: one row per snapshot, one column per digit, shared scale."""
+    if not snapshots:
+        raise ValueError("no snapshots to draw")
+    if len(snapshots) > max_rows:  # evenly spaced, first and last kept
+        keep = np.unique(np.linspace(0, len(snapshots) - 1, max_rows).round().astype(int))
+        snapshots = [snapshots[i] for i in keep]
+    side = _image_side(snapshots[0][1].n_in)
+    n_out = snapshots[0][1].n_out
+    limit = max(float(np.abs(m.W).max()) for _, m in snapshots) or 1.0
+    fig = Figure(figsize=(1.3 * n_out + 1.6, 1.35 * len(snapshots) + 0.8), layout="constrained")
+    axes = fig.subplots(len(snapshots), n_out, squeeze=False)
+    image = None
+    for r, (step, model) in enumerate(snapshots):
+        for k in range(n_out):
+            ax = axes[r, k]
+            image = ax.imshow(model.W[:, k].reshape(side, side), cmap="RdBu_r", norm=TwoSlopeNorm(0.0, -limit, limit))
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if r == 0:
+                ax.set_title(f"digit {k}", fontsize=10)
+            if k == 0:
+                ax.set_ylabel(f"{unit} {step}", fontsize=10)
+    fig.colorbar(image, ax=axes, shrink=0.6).set_label("weight (shared scale)")
+    fig.suptitle("Weights across training (red: evidence for the digit, blue: against)")
+    return fig
+
+
+def digits_figure(images: np.ndarray, labels: np.ndarray, *, indices: np.ndarray | None = None,
+                  title: str = "Sample digits") -> Figure:
+    """A grid of digits with their labels (and index in the split)."""
+    indices = np.arange(len(images)) if indices is None else indices
+    if len(images) == 0:
+        raise ValueError("no digits to draw")
+    side = _image_side(images.shape[1])
+    cols = min(10, len(images))
+    rows = -(-len(images) // cols)
+    fig = Figure(figsize=(1.2 * cols, 1.35 * rows + 0.5), layout="constrained")
+    axes = fig.subplots(rows, cols, squeeze=False)
+    for ax in axes.flat:
+        ax.set_visible(False)
+    for ax, image, label, idx in zip(axes.flat, images, labels, indices):
+        ax.set_visible(True)
+        ax.imshow(image.reshape(side, side), cmap="gray", vmin=0, vmax=1)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_title(f"#{idx}: {label}", fontsize=8)
+    fig.suptitle(title)
+    return fig
+
+
+def plot_run(target: str | os.PathLike, data, out_dir: str | os.PathLike | None = None) -> list[Path]:
+    """Draw every picture for a run directory (or a single model file) as PNG files.
+
+    Args:
+        target: a run directory (its ``best.safetensors``, ``history.jsonl`` and
+            ``snapshots/`` are used) or a model file (weights and test-set pictures).
+        data: the :class:`~logreg_mnist.data.Dataset` for the test-set pictures.
+        out_dir: where to write (default: ``plots/`` beside the model).
+
+    Returns:
+        The paths written.
+    """
+    from . import persistence as io
+
+    target = Path(target)
+    run_dir = target if target.is_dir() else None
+    model, meta = io.load_model(target)
+    optimizer = (meta.get("config") or {}).get("optimizer", "sgd")
+    unit = "epoch" if optimizer == "sgd" else "iteration"
+    out = Path(out_dir) if out_dir is not None else (run_dir or target.parent) / "plots"
+    out.mkdir(parents=True, exist_ok=True)
+    about = ""
+    if "epoch" in meta and meta.get("test_error") is not None:
+        about = (f" ({optimizer}, best at {unit} {meta['epoch']}: validation {meta['valid_error'] * 100:.2f} %, "
+                 f"test {meta['test_error'] * 100:.2f} %)")
+    written = [
+        save_figure(weights_figure(model, title=f"Weights W[:, k], each scaled to its own range{about}"),
+                    out / "weights.png"),
+        save_figure(weights_figure(model, diverging=True,
+                                   title=f"Weights W[:, k] on one scale centred on zero{about}"),
+                    out / "weights_diverging.png"),
+    ]
+    if run_dir is not None and (run_dir / io.HISTORY).is_file():
+        rows = io.read_history(run_dir)
+        if rows:
+            written.append(save_figure(learning_curves_figure(rows, unit=unit, title=f"Learning curves{about}"),
+                                       out / "learning_curves.png"))
+    test = data.test
+    pred = model.predict(test.images)
+    n_classes = max(model.n_out, data.n_classes)
+    written.append(save_figure(confusion_matrix_figure(test.labels, pred, n_classes), out / "confusion.png"))
+    written.append(save_figure(confusion_matrix_figure(test.labels, pred, n_classes, normalize=True),
+                               out / "confusion_normalized.png"))
+    written.append(save_figure(confident_mistakes_figure(model, test.images, test.labels), out / "mistakes.png"))
+    snapshot_files = sorted((run_dir / io.SNAPSHOTS).glob("epoch-*.safetensors")) if run_dir else []
+    if snapshot_files:
+        snaps = []
+        for path in snapshot_files:
+            snap, snap_meta = io.load_model(path)
+            snaps.append((snap_meta.get("epoch", path.stem), snap))
+        written.append(save_figure(snapshots_figure(snaps, unit=unit), out / "snapshots.png"))
+    return written
