@@ -11,12 +11,13 @@ import json
 import sys
 import tempfile
 import time
+from contextlib import nullcontext
 from datetime import datetime
 from pathlib import Path
 
 from . import __version__
 from .config import PRESETS, TrainConfig, preset
-from .errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_USER_ERROR, ConfigError, LogregMnistError
+from .errors import EXIT_INTERRUPTED, EXIT_OK, ConfigError, LogregMnistError
 
 _DEFAULTS = TrainConfig()
 
@@ -188,12 +189,13 @@ def cmd_train(args) -> int:
     data = _load_data(args)
     progress = sys.stderr.isatty() if args.progress is None else args.progress
     reporter = ConsoleReporter(sys.stdout, progress=progress)
-    with tempfile.TemporaryDirectory(prefix="logreg-mnist-dry-run-") as scratch:
-        if out is None:
-            out = Path(scratch) if config.dry_run else _new_run_dir()
+    dry_scratch = config.dry_run and out is None
+    scratch = tempfile.TemporaryDirectory(prefix="logreg-mnist-dry-run-") if dry_scratch else nullcontext()
+    with scratch as tmp:
+        out = Path(tmp) if dry_scratch else (out or _new_run_dir())
         print(f"run directory: {out}")
         _, history = train(data, config, out, reporter=reporter, resume=bool(args.resume))
-        if not config.dry_run or args.out:
+        if not dry_scratch:
             unit = "epoch" if config.optimizer == "sgd" else "iteration"
             print(f"best model: {out / io.BEST} ({unit} {history.best_epoch}, validation error "
                   f"{history.best_valid_error * 100:.4f} %, test error {history.test_error * 100:.4f} %)")

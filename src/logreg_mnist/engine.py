@@ -14,6 +14,7 @@ from typing import Protocol
 import numpy as np
 
 from .data import Dataset
+from .errors import ConfigError
 from .model import cost_and_grad, logits
 
 _EVAL_CHUNK = 10_000  # rows scored at once: bounds the (rows, n_out) logits buffer
@@ -69,7 +70,8 @@ class NumpyEngine:
         n = len(self._y["train"])
         self.n_train_batches = n // batch_size if drop_last else -(-n // batch_size)
         if self.n_train_batches == 0:
-            raise ValueError(f"batch_size {batch_size} exceeds the {n} training examples with drop_last")
+            raise ConfigError(f"batch_size: expected at most the {n:,} training examples when partial "
+                              f"minibatches are dropped, found {batch_size:,}")
         n_in, n_out = self._x["train"].shape[1], data.n_classes
         self.W = np.zeros((n_in, n_out), self.dtype)
         self.b = np.zeros(n_out, self.dtype)

@@ -14,7 +14,7 @@ import json
 import math
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,31 +27,9 @@ from .early_stopping import EarlyStopping
 from .engine import Engine, NumpyEngine
 from .errors import ConfigError, ModelFileError, TrainingDivergedError
 from .model import LogisticRegression
+from .optimizers import train_full_batch
 from .reporting import Reporter
-
-
-@dataclass
-class History:
-    """What a run did: one row per epoch and the best model's figures.
-
-    Attributes:
-        rows: dicts with epoch, iteration, train_nll, valid_error, test_error
-            (None where not measured), best_valid_error, elapsed (seconds).
-        best_valid_error, test_error: fractions; test_error is measured at the best.
-        best_epoch, best_iteration: where the best model was found (iteration is
-            counted in minibatches from 0, as in the chapter).
-        epochs: epochs run. seconds: wall time, resumed runs included.
-        stopped_by: "patience", "n_epochs", "max_iter", "converged" or "dry_run".
-    """
-
-    rows: list[dict[str, Any]] = field(default_factory=list)
-    best_valid_error: float = math.inf
-    test_error: float = math.nan
-    best_epoch: int = 0
-    best_iteration: int = -1
-    epochs: int = 0
-    seconds: float = 0.0
-    stopped_by: str = ""
+from .run import History, RunDir, model_meta
 
 
 @dataclass
@@ -92,40 +70,9 @@ def initial_params(data: Dataset, config: TrainConfig) -> tuple[np.ndarray, np.n
     return model.W, model.b
 
 
-class RunDir:
-    """The files of one run (see :mod:`logreg_mnist.persistence`); None writes nothing."""
-
-    def __init__(self, path: str | os.PathLike | None):
-        self.path = Path(path) if path is not None else None
-
-    def create(self, config: TrainConfig, dataset: Dataset, resume_rows: list[dict] | None = None) -> None:
-        if self.path is None:
-            return
-        self.path.mkdir(parents=True, exist_ok=True)
-        io.atomic_write_text(self.path / io.CONFIG, json.dumps(
-            {"config": config.to_dict(), "dataset": dataset.identity, "data_source": str(dataset.source)},
-            indent=2) + "\n")
-        self.history = io.HistoryWriter(self.path / io.HISTORY, keep=resume_rows)
-
-    def append_history(self, row: dict[str, Any]) -> None:
-        if self.path is not None:
-            self.history.append(row)
-
-    def save(self, name: str, W: np.ndarray, b: np.ndarray, meta: dict[str, Any]) -> None:
-        if self.path is None:
-            return
-        target = self.path / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        io.save_model(target, W, b, meta)
-
-
-def _model_meta(config: TrainConfig, data: Dataset, **figures: Any) -> dict[str, Any]:
-    return {"config": config.to_dict(), "dataset": data.identity, **figures}
-
-
 def train(
     data: Dataset,
-    config: TrainConfig = TrainConfig(),
+    config: TrainConfig | None = None,
     out_dir: str | os.PathLike | None = None,
     *,
     reporter: Reporter | None = None,
@@ -136,7 +83,8 @@ def train(
 
     Args:
         data: the train / valid / test splits.
-        config: hyperparameters; ``config.optimizer`` picks sgd, cg or lbfgs.
+        config: hyperparameters (default: ``TrainConfig()``, the chapter's);
+            ``config.optimizer`` picks sgd, cg or lbfgs.
         out_dir: run directory for the best model, history, checkpoint and
             snapshots; None keeps everything in memory.
         reporter: receives the chapter's printed lines and progress; None is silent.
@@ -153,9 +101,8 @@ def train(
             model saved, a checkpoint at the last finished epoch).
     """
     reporter = reporter or Reporter()
+    config = config or TrainConfig()
     if config.optimizer != "sgd":
-        from .optimizers import train_full_batch
-
         return train_full_batch(data, config, out_dir, reporter=reporter)
     run = RunDir(out_dir)
     engine = engine or make_engine(data, config)
@@ -209,7 +156,7 @@ def train(
                         reporter.test(epoch, minibatch, n_batches, test_error)
                         # checkpoint the best model
                         best_params = engine.get_params()
-                        run.save(io.BEST, *best_params, _model_meta(
+                        run.save(io.BEST, *best_params, model_meta(
                             config, data, epoch=epoch, iteration=last, valid_error=valid_error,
                             test_error=test_error))
 
@@ -228,7 +175,7 @@ def train(
             W, b = engine.get_params()
             if config.snapshot_every and epoch % config.snapshot_every == 0:
                 run.save(f"{io.SNAPSHOTS}/epoch-{epoch:04d}.safetensors", W, b,
-                         _model_meta(config, data, epoch=epoch, iteration=state.iteration,
+                         model_meta(config, data, epoch=epoch, iteration=state.iteration,
                                      valid_error=valid_error))
             run.save(io.CHECKPOINT, W, b, {"state": state.to_dict(), "dataset": data.identity,
                                            "config": config.to_dict()})

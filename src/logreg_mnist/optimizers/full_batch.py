@@ -25,6 +25,7 @@ from ..data import Dataset
 from ..errors import ConfigError, TrainingDivergedError
 from ..model import LogisticRegression, cost_and_grad, logits
 from ..reporting import Reporter
+from ..run import History, RunDir, model_meta
 
 METHODS = {"cg": "CG", "lbfgs": "L-BFGS-B"}
 
@@ -60,19 +61,14 @@ def minimize(
     """
     n_in = x.shape[1]
     theta0 = np.zeros(n_in * n_out + n_out) if theta0 is None else theta0
-    last = {"theta": None, "cost": math.nan}
 
     def fun(theta):
         W, b = unpack(theta, n_in, n_out)
         cost, _, gW, gb = cost_and_grad(W, b, x, y, l1, l2)
-        last["theta"], last["cost"] = theta.copy(), cost
         return cost, pack(gW, gb)
 
-    def on_iteration(intermediate_result):
-        theta = intermediate_result.x
-        cost = intermediate_result.fun if "fun" in intermediate_result else (
-            last["cost"] if np.array_equal(theta, last["theta"]) else fun(theta)[0])
-        callback(theta, cost)
+    def on_iteration(intermediate_result):  # SciPy >= 1.11 passes x and fun
+        callback(intermediate_result.x, intermediate_result.fun)
 
     return scipy.optimize.minimize(
         fun, theta0, jac=True, method=METHODS[method], options={"maxiter": max_iter},
@@ -83,15 +79,13 @@ def minimize(
 def train_full_batch(
     data: Dataset, config: TrainConfig, out_dir: str | os.PathLike | None = None, *,
     reporter: Reporter | None = None,
-) -> tuple[LogisticRegression, object]:
+) -> tuple[LogisticRegression, History]:
     """The chapter's ``logistic_cg.py`` (or L-BFGS): see the module docstring.
 
     With ``config.drop_last`` (the tutorial preset) the training set is cut to whole
     minibatches of ``config.batch_size`` and the errors are over whole minibatches
     only, as in the original; otherwise every example counts.
     """
-    from ..train import History, RunDir, _model_meta
-
     reporter = reporter or Reporter()
     run = RunDir(out_dir)
     run.create(config, data)
@@ -99,11 +93,12 @@ def train_full_batch(
     def counted(n: int) -> int:
         return (n // config.batch_size) * config.batch_size if config.drop_last else n
 
-    n_train = counted(len(data.train))
-    x = data.train.images[:n_train].astype(np.float64)  # (n_train, n_in)
-    y = data.train.labels[:n_train]
-    splits = {name: (data.split(name).images[: counted(len(data.split(name)))].astype(np.float64),
-                     data.split(name).labels[: counted(len(data.split(name)))]) for name in ("valid", "test")}
+    splits = {}  # name -> (float64 inputs (n, n_in), labels (n,)), cut as the mode says
+    for name in ("train", "valid", "test"):
+        split = data.split(name)
+        n = counted(len(split))
+        splits[name] = split.images[:n].astype(np.float64), split.labels[:n]
+    x, y = splits["train"]
     n_in, n_out = data.n_features, data.n_classes
 
     def error(theta: np.ndarray, split: str) -> float:
@@ -134,7 +129,7 @@ def train_full_batch(
             history.best_epoch = history.best_iteration = iteration
             best["theta"] = theta.copy()
             W, b = unpack(best["theta"], n_in, n_out)
-            run.save(io.BEST, W, b, _model_meta(config, data, epoch=iteration, iteration=iteration,
+            run.save(io.BEST, W, b, model_meta(config, data, epoch=iteration, iteration=iteration,
                                                 valid_error=valid_error, test_error=test_error))
         W, b = unpack(theta, n_in, n_out)
         row = {"epoch": iteration, "iteration": iteration, "train_nll": cost, "valid_error": valid_error,
@@ -144,7 +139,7 @@ def train_full_batch(
         run.append_history(row)
         if config.snapshot_every and iteration % config.snapshot_every == 0:
             run.save(f"{io.SNAPSHOTS}/epoch-{iteration:04d}.safetensors", W, b,
-                     _model_meta(config, data, epoch=iteration, iteration=iteration, valid_error=valid_error))
+                     model_meta(config, data, epoch=iteration, iteration=iteration, valid_error=valid_error))
         reporter.progress(iteration, max_iter)
 
     try:
