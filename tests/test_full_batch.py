@@ -93,3 +93,14 @@ def test_logistic_cg_on_mnist_matches_the_reference_replication(real_mnist):
     assert history.epochs == 50
     assert history.best_valid_error == pytest.approx(0.0731, abs=0.0005)
     assert history.test_error == pytest.approx(0.0742, abs=0.0005)
+
+
+def test_resuming_a_full_batch_run_is_refused_and_keeps_it(tiny_data, tmp_path):
+    from logreg_mnist.errors import ConfigError
+
+    config = TrainConfig(optimizer="cg", max_iter=3)
+    train(tiny_data, config, tmp_path / "run")
+    before = (tmp_path / "run" / "history.jsonl").read_text()
+    with pytest.raises(ConfigError, match=r"a cg run cannot be continued"):
+        train(tiny_data, config, tmp_path / "run", resume=True)
+    assert (tmp_path / "run" / "history.jsonl").read_text() == before

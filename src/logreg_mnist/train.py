@@ -103,6 +103,9 @@ def train(
     reporter = reporter or Reporter()
     config = config or TrainConfig()
     if config.optimizer != "sgd":
+        if resume:
+            raise ConfigError(f"resume: a {config.optimizer} run cannot be continued (SciPy's optimiser state "
+                              "is not saved); its best model is kept, or start a new run")
         return train_full_batch(data, config, out_dir, reporter=reporter)
     run = RunDir(out_dir)
     engine = engine or make_engine(data, config)
