@@ -98,6 +98,19 @@ def test_truncated_header_and_bad_type_code(tmp_path):
         read_idx(tmp_path / "png")
 
 
+@pytest.mark.parametrize("compress", [False, True])
+def test_empty_array_with_overflowing_dimensions(tmp_path, compress):
+    # Found by the property test: a zero dimension makes the payload empty, but NumPy
+    # still refuses a shape whose other dimensions overflow.
+    data = bytes([0, 0, 8, 4]) + np.array([0, 2**21, 2**21, 2**21], ">u4").tobytes()
+    (tmp_path / "x").write_bytes(gzip.compress(data) if compress else data)
+    with pytest.raises(IDXFormatError, match=r"dimensions 0 x 2,097,152 x 2,097,152 x 2,097,152, too large"):
+        read_idx(tmp_path / "x")
+    ok = bytes([0, 0, 8, 2]) + np.array([0, 28], ">u4").tobytes()
+    (tmp_path / "y").write_bytes(gzip.compress(ok) if compress else ok)
+    assert read_idx(tmp_path / "y").shape == (0, 28)
+
+
 def test_corrupt_gzip_and_missing_file(tmp_path):
     write_idx(tmp_path / "x.gz", np.arange(100, dtype=np.uint8), compress=True)
     data = bytearray((tmp_path / "x.gz").read_bytes())

@@ -102,7 +102,11 @@ def _parse_header(stream: BinaryIO, path: Path, kind: str | None) -> tuple[np.dt
     ndim = magic[3]
     dims_bytes = _read_exact(stream, 4 * ndim, path, f"header ({ndim} dimensions)")
     shape = tuple(int(d) for d in np.frombuffer(dims_bytes, dtype=">u4"))
-    return IDX_DTYPES[magic[2]], shape, magic + dims_bytes
+    dtype = IDX_DTYPES[magic[2]]
+    # NumPy refuses a shape whose extent overflows its index type, even with a zero in it.
+    if math.prod(d for d in shape if d) * dtype.itemsize > np.iinfo(np.intp).max:
+        raise IDXFormatError(f"{path}: header promises dimensions {_shape_text(shape)}, too large for any array")
+    return dtype, shape, magic + dims_bytes
 
 
 def _promised_bytes(shape: tuple[int, ...], dtype: np.dtype) -> int:
