@@ -13,7 +13,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from .model import cost_and_grad, log_softmax, logits, softmax
+from .model import cost_and_grad, errors, log_softmax, logits, softmax
 from .optimizers.full_batch import minimize, pack, unpack
 
 
@@ -151,7 +151,7 @@ class SoftmaxRegressionClassifier(ClassifierMixin, BaseEstimator):
                                  f"(now {self.learning_rate}) or scale the features")
             # convergence: sklearn's n_iter_no_change on the validation score or the training loss
             if self.early_stopping:
-                score = _accuracy(W, b, X_val, y_val)
+                score = 1.0 - errors(W, b, X_val, y_val)  # validation accuracy
                 if score > best[0]:
                     improved = score > best[0] + self.tol
                     best = (score, W.copy(), b.copy())
@@ -174,7 +174,7 @@ class SoftmaxRegressionClassifier(ClassifierMixin, BaseEstimator):
 
         def keep_best(theta, cost):
             W, b = unpack(theta, n_in, n_classes)
-            score = _accuracy(W, b, X_val, y_val)
+            score = 1.0 - errors(W, b, X_val, y_val)  # validation accuracy
             if score > best["score"]:
                 best["score"], best["theta"] = score, theta.copy()
 
@@ -208,7 +208,3 @@ class SoftmaxRegressionClassifier(ClassifierMixin, BaseEstimator):
         """The most probable class per sample, shape (n_samples,), from ``classes_``."""
         best = np.argmax(self._logits(X), axis=1)
         return self.classes_[best]
-
-
-def _accuracy(W, b, X, y) -> float:
-    return float(np.mean(np.argmax(logits(W, b, X), axis=1) == y))

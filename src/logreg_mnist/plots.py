@@ -21,8 +21,6 @@ from matplotlib.figure import Figure
 from .model import LogisticRegression
 from ._files import atomic_write_bytes
 
-SIDE = 28
-
 
 def tile_raster_images(
     X: np.ndarray, img_shape: tuple[int, int], tile_shape: tuple[int, int],

@@ -23,7 +23,7 @@ from .. import persistence as io
 from ..config import TrainConfig
 from ..data import Dataset
 from ..errors import ConfigError, TrainingDivergedError
-from ..model import LogisticRegression, cost_and_grad, logits
+from ..model import LogisticRegression, cost_and_grad, errors
 from ..reporting import Reporter
 from ..run import History, RunDir, model_meta
 
@@ -102,9 +102,7 @@ def train_full_batch(
     n_in, n_out = data.n_features, data.n_classes
 
     def error(theta: np.ndarray, split: str) -> float:
-        W, b = unpack(theta, n_in, n_out)
-        sx, sy = splits[split]
-        return float(np.mean(np.argmax(logits(W, b, sx), axis=1) != sy))
+        return errors(*unpack(theta, n_in, n_out), *splits[split])
 
     history = History()
     best = {"theta": None}
