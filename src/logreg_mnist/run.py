@@ -49,13 +49,16 @@ class RunDir:
     def __init__(self, path: str | os.PathLike | None):
         self.path = Path(path) if path is not None else None
 
-    def create(self, config: TrainConfig, dataset: Dataset, resume_rows: list[dict] | None = None) -> None:
+    def create(self, config: TrainConfig, dataset: Dataset, resume_rows: list[dict] | None = None,
+               **runtime: Any) -> None:
+        """Write ``config.json`` (with ``runtime`` choices such as the engine beside the
+        config, which they do not change) and start the history."""
         if self.path is None:
             return
         self.path.mkdir(parents=True, exist_ok=True)
         io.atomic_write_text(self.path / io.CONFIG, json.dumps(
-            {"config": config.to_dict(), "dataset": dataset.identity, "data_source": str(dataset.source)},
-            indent=2) + "\n")
+            {"config": config.to_dict(), "dataset": dataset.identity, "data_source": str(dataset.source),
+             **runtime}, indent=2) + "\n")
         self.history = io.HistoryWriter(self.path / io.HISTORY, keep=resume_rows)
 
     def append_history(self, row: dict[str, Any]) -> None:

@@ -4,7 +4,7 @@
 minibatches in order, validation every ``min(n_train_batches, patience // 2)``
 minibatches, the test error measured and the model saved at each new best,
 geometric patience. The arithmetic is delegated to an engine
-(:mod:`logreg_mnist.engine`); the full-batch optimisers live in
+(:mod:`logreg_mnist.engines`); the full-batch optimisers live in
 :mod:`logreg_mnist.optimizers`.
 """
 
@@ -24,7 +24,7 @@ from . import persistence as io
 from .config import TrainConfig, validation_frequency
 from .data import Dataset
 from .early_stopping import EarlyStopping
-from .engine import Engine, NumpyEngine
+from .engines import Engine, make_engine
 from .errors import ConfigError, ModelFileError, TrainingDivergedError
 from .model import LogisticRegression
 from .optimizers import train_full_batch
@@ -56,12 +56,17 @@ class _State:
                    done=d.get("done", False))
 
 
-def make_engine(data: Dataset, config: TrainConfig) -> Engine:
-    """The engine for ``config``: the NumPy reference engine."""
-    return NumpyEngine(
-        data, batch_size=config.batch_size, learning_rate=config.learning_rate, l1=config.l1,
-        l2=config.l2, drop_last=config.drop_last, dtype=config.dtype,
-    )
+def _limit_blas(threads: int | None):
+    """Limit BLAS (and OpenMP) thread pools to ``threads`` until ``restore_original_limits()``.
+
+    A BLAS that starts one thread per core on a machine already busy slows a run
+    several times; the engine's thread count is the most it may use.
+    """
+    from threadpoolctl import threadpool_limits
+
+    from .engines import default_threads
+
+    return threadpool_limits(limits=threads or default_threads())
 
 
 def initial_params(data: Dataset, config: TrainConfig) -> tuple[np.ndarray, np.ndarray]:
@@ -77,7 +82,8 @@ def train(
     *,
     reporter: Reporter | None = None,
     resume: bool = False,
-    engine: Engine | None = None,
+    engine: str | Engine = "auto",
+    threads: int | None = None,
 ) -> tuple[LogisticRegression, History]:
     """Train a :class:`LogisticRegression` on ``data`` as ``config`` says.
 
@@ -89,7 +95,11 @@ def train(
             snapshots; None keeps everything in memory.
         reporter: receives the chapter's printed lines and progress; None is silent.
         resume: continue the run in ``out_dir`` from its checkpoint.
-        engine: the SGD engine; by default :func:`make_engine`.
+        engine: the SGD engine, by name (``auto``, ``numpy``, ``fused``, ``gpu``; see
+            :mod:`logreg_mnist.engines`) or an engine object. A run-time choice: every
+            engine computes the same algorithm (within its stated float tolerance).
+        threads: threads the engine (and BLAS) may use; None: the cores this process
+            may run on.
 
     Returns:
         (best model, history).
@@ -108,7 +118,8 @@ def train(
                               "is not saved); its best model is kept, or start a new run")
         return train_full_batch(data, config, out_dir, reporter=reporter)
     run = RunDir(out_dir)
-    engine = engine or make_engine(data, config)
+    if isinstance(engine, str):
+        engine = make_engine(engine, data, config, threads=threads)
     n_batches = engine.n_train_batches
     frequency = validation_frequency(n_batches, config.patience)
     history = History()
@@ -122,11 +133,12 @@ def train(
                                              config.improvement_threshold))
         engine.set_params(*initial_params(data, config))
         best = {}
-    run.create(config, data, history.rows)
+    run.create(config, data, history.rows, engine=getattr(engine, "name", type(engine).__name__))
     best_params = best.get("params") or engine.get_params()
     stopper = state.stopper
     started = time.perf_counter() - state.elapsed
     reporter.start(stopper.stop_iteration(0) + 1, "training")
+    blas = _limit_blas(getattr(engine, "threads", None) or threads)
     try:
         while state.epoch < config.n_epochs and not state.done:
             # train: one epoch, in chunks that end where a validation or the stop falls
@@ -189,6 +201,7 @@ def train(
                              f"continue with: logreg-mnist train --resume {run.path}")
         raise
     finally:
+        blas.restore_original_limits()
         reporter.close()
 
     history.best_valid_error = stopper.best_loss

@@ -1,0 +1,59 @@
+"""Build the optional compiled kernel of the fused CPU engine.
+
+Everything else is declared in pyproject.toml. The extension is optional: when no C
+compiler is found, or the build fails, the package installs without it and
+``--engine auto`` uses the NumPy engine. OpenMP is used when the compiler accepts
+``-fopenmp``; without it the kernel runs on one thread.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+
+from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
+
+KERNEL = "src/logreg_mnist/engines/_fused.c"
+
+
+class OptionalOpenMPBuildExt(build_ext):
+    """Adds OpenMP flags when the compiler takes them; never fails the install."""
+
+    def _accepts(self, flags: list[str]) -> bool:
+        with tempfile.TemporaryDirectory() as tmp:
+            src = os.path.join(tmp, "probe.c")
+            with open(src, "w") as f:
+                f.write("#include <omp.h>\nint main(void) { return omp_get_max_threads() < 1; }\n")
+            try:
+                objects = self.compiler.compile([src], output_dir=tmp, extra_postargs=flags)
+                self.compiler.link_executable(objects, "probe", output_dir=tmp, extra_postargs=flags)
+            except Exception:  # noqa: BLE001 -- any failure means: no OpenMP
+                return False
+        return True
+
+    def build_extensions(self) -> None:
+        if self.compiler.compiler_type == "unix" and os.environ.get("LOGREG_MNIST_NO_OPENMP") != "1":
+            if self._accepts(["-fopenmp"]):
+                for ext in self.extensions:
+                    ext.extra_compile_args.append("-fopenmp")
+                    ext.extra_link_args.append("-fopenmp")
+        super().build_extensions()
+
+    def build_extension(self, ext: Extension) -> None:
+        try:
+            super().build_extension(ext)
+        except Exception as e:  # noqa: BLE001 -- the NumPy engine is the fallback
+            print(f"warning: the fused engine's kernel was not built ({e}); the NumPy engine will be used",
+                  file=sys.stderr)
+
+
+extra = ["-O3", "-std=c11", "-ffp-contract=fast"] if os.name != "nt" else ["/O2"]
+setup(
+    ext_modules=[
+        Extension("logreg_mnist.engines._fused", [KERNEL], depends=["src/logreg_mnist/engines/_fused_kernel.h"],
+                  extra_compile_args=extra, optional=True),
+    ],
+    cmdclass={"build_ext": OptionalOpenMPBuildExt},
+)

@@ -1,0 +1,265 @@
+/* The fused engine's arithmetic, instantiated once per element type and instruction set by
+ * _fused.c (which defines REAL, EXP, LOG and SFX before including this file).
+ *
+ * Rows are uint8 pixels u (the value is u / 256). A row is either sparse (CSR: its non-zero
+ * pixels' column indices `idx` (uint16) and values `val`) or dense (all n_in values, idx NULL).
+ * W is (n_in, KP) row-major, KP = n_out rounded up to a multiple of 8; columns >= n_out are 0.
+ * Sums over pixels are kept unscaled and multiplied by 1/256 once (exact: a power of two).
+ */
+
+#define CAT_(a, b) a##_##b
+#define CAT(a, b) CAT_(a, b)
+#define FN(name) CAT(name, SFX)
+
+/* SIMD vectors of 32 bytes (8 floats or 4 doubles), loaded and stored unaligned. */
+typedef REAL FN(vec) __attribute__((vector_size(32), aligned(sizeof(REAL))));
+#define V FN(vec)
+#define LANES ((int)(32 / sizeof(REAL)))
+
+/* z[0:KP] = sum_t val[t] * W[idx[t], :] (unscaled); dense rows when idx is NULL.
+ * Two accumulators per vector hide the FMA latency. */
+static inline __attribute__((always_inline)) void FN(fwd)(
+    const uint8_t *restrict val, const uint16_t *restrict idx, int64_t cnt,
+    const REAL *restrict W, const int KP, REAL *restrict z)
+{
+    const int NV = KP / LANES;
+    V a[KP_MAX / 4], c[KP_MAX / 4];
+    for (int v = 0; v < NV; v++) { a[v] = (V){0}; c[v] = (V){0}; }
+    int64_t t = 0;
+    for (; t + 1 < cnt; t += 2) {
+        const REAL u0 = (REAL)val[t], u1 = (REAL)val[t + 1];
+        const V *w0 = (const V *)(W + (size_t)(idx ? idx[t] : t) * KP);
+        const V *w1 = (const V *)(W + (size_t)(idx ? idx[t + 1] : t + 1) * KP);
+        for (int v = 0; v < NV; v++) { a[v] += u0 * w0[v]; c[v] += u1 * w1[v]; }
+    }
+    if (t < cnt) {
+        const REAL u0 = (REAL)val[t];
+        const V *w0 = (const V *)(W + (size_t)(idx ? idx[t] : t) * KP);
+        for (int v = 0; v < NV; v++) a[v] += u0 * w0[v];
+    }
+    for (int v = 0; v < NV; v++) ((V *)z)[v] = a[v] + c[v];
+}
+
+/* g[0:KP] += u * d[0:KP] */
+static inline __attribute__((always_inline)) void FN(axpy)(REAL u, const REAL *restrict d, REAL *restrict g, const int KP)
+{
+    const int NV = KP / LANES;
+    for (int v = 0; v < NV; v++) ((V *)g)[v] += u * ((const V *)d)[v];
+}
+
+/* Softmax of one row's logits and its NLL; d = (P - onehot(y)) / n as the reference computes it. */
+static inline __attribute__((always_inline)) double FN(softmax_delta)(
+    REAL *restrict z, const REAL *restrict b, int64_t y, int n_out, const int KP, REAL n, REAL *restrict d)
+{
+    const REAL scale = (REAL)(1.0 / 256.0);
+    REAL m;
+    for (int k = 0; k < n_out; k++) z[k] = z[k] * scale + b[k];
+    m = z[0];
+    for (int k = 1; k < n_out; k++) m = z[k] > m ? z[k] : m;
+    REAL s = 0;
+    for (int k = 0; k < n_out; k++) s += EXP(z[k] - m);
+    const REAL logs = LOG(s);
+    for (int k = 0; k < n_out; k++) {
+        REAL p = EXP((z[k] - m) - logs);
+        if (k == y) p -= 1;
+        d[k] = p / n;
+    }
+    for (int k = n_out; k < KP; k++) d[k] = 0;
+    return -(double)((z[y] - m) - logs);
+}
+
+/* W[j] -= lr * (scale * sum_p cval[p] * D[crow[p]] + l1 sign(W[j]) + 2 l2 W[j]) for j in [j0, j1). */
+static inline __attribute__((always_inline)) void FN(update_csc)(
+    const int64_t *restrict cp, const uint16_t *restrict crow, const uint8_t *restrict cval,
+    const REAL *restrict D, REAL *restrict W, int j0, int j1, REAL lr, REAL l1, REAL l2x2, const int KP)
+{
+    const int NV = KP / LANES;
+    const REAL scale = (REAL)(1.0 / 256.0);
+    for (int j = j0; j < j1; j++) {
+        V a[KP_MAX / 4], c[KP_MAX / 4];
+        for (int v = 0; v < NV; v++) { a[v] = (V){0}; c[v] = (V){0}; }
+        int64_t p = cp[j];
+        const int64_t end = cp[j + 1];
+        for (; p + 1 < end; p += 2) {
+            const REAL u0 = (REAL)cval[p], u1 = (REAL)cval[p + 1];
+            const V *d0 = (const V *)(D + (size_t)crow[p] * KP);
+            const V *d1 = (const V *)(D + (size_t)crow[p + 1] * KP);
+            for (int v = 0; v < NV; v++) { a[v] += u0 * d0[v]; c[v] += u1 * d1[v]; }
+        }
+        if (p < end) {
+            const REAL u0 = (REAL)cval[p];
+            const V *d0 = (const V *)(D + (size_t)crow[p] * KP);
+            for (int v = 0; v < NV; v++) a[v] += u0 * d0[v];
+        }
+        V *w = (V *)(W + (size_t)j * KP);
+        for (int v = 0; v < NV; v++) {
+            V g = (a[v] + c[v]) * scale;
+            if (l1 != 0 || l2x2 != 0) {  /* penalties: + l1 sign(W) + 2 l2 W, as the reference adds them */
+                REAL *gs = (REAL *)&g;
+                const REAL *ws = (const REAL *)&w[v];
+                for (int k = 0; k < LANES; k++) {
+                    if (l1 != 0) gs[k] += l1 * (REAL)((ws[k] > 0) - (ws[k] < 0));
+                    if (l2x2 != 0) gs[k] += l2x2 * ws[k];
+                }
+            }
+            w[v] -= lr * g;
+        }
+    }
+}
+
+/* Index of the first t in [lo, hi) with idx[t] >= j (hi when none). */
+static inline int64_t FN(lower_bound)(const uint16_t *idx, int64_t lo, int64_t hi, int j)
+{
+    while (lo < hi) {
+        int64_t mid = lo + (hi - lo) / 2;
+        if (idx[mid] < j) lo = mid + 1; else hi = mid;
+    }
+    return lo;
+}
+
+/* Thread t's columns [j0, j1): boundaries balance the non-zero count (colcum: cumulative
+ * non-zeros per column, n_in + 1 entries). */
+static void FN(columns)(const int64_t *colcum, int n_in, int t, int nt, int *j0, int *j1)
+{
+    const int64_t total = colcum[n_in];
+    int bounds[2];
+    for (int e = 0; e < 2; e++) {
+        int q = t + e;
+        if (q <= 0) { bounds[e] = 0; continue; }
+        if (q >= nt) { bounds[e] = n_in; continue; }
+        const int64_t want = total * q / nt;
+        int lo = 0, hi = n_in;  /* first j with colcum[j] >= want */
+        while (lo < hi) { int mid = (lo + hi) / 2; if (colcum[mid] < want) lo = mid + 1; else hi = mid; }
+        bounds[e] = lo;
+    }
+    *j0 = bounds[0]; *j1 = bounds[1];
+}
+
+/* n_batches SGD steps on consecutive minibatches starting at row row0.
+ *   Phase 1, rows split across threads: logits, softmax, d (B, KP), per-row NLL.
+ *   Phase 2, columns split across threads: each thread sums val * d over the rows, in row
+ *   order, for the pixels in its columns, and updates those rows of W; thread 0 updates b.
+ * Every sum is taken in an order that does not depend on the number of threads, so the
+ * result is bit-identical for any thread count.
+ * Scratch: D (B * KP), G (n_in * KP), nll (B). Returns the summed NLL. */
+static double FN(sgd)(
+    const uint8_t *val, const uint16_t *idx, const int64_t *indptr, int n_in,
+    const int64_t *colptr, const uint16_t *crow, const uint8_t *cval,
+    const int64_t *labels, REAL *W, REAL *b, const int64_t *colcum,
+    int64_t row0, int64_t n_rows, int64_t B, int64_t n_batches,
+    REAL lr, REAL l1, REAL l2x2, int n_out, int KP, int threads,
+    REAL *D, REAL *G, double *nll)
+{
+    double total = 0;
+#ifdef _OPENMP
+#pragma omp parallel num_threads(threads)
+#endif
+    {
+        int t = 0, nt = 1;
+#ifdef _OPENMP
+        t = omp_get_thread_num(); nt = omp_get_num_threads();
+#endif
+        int j0, j1;
+        FN(columns)(colcum, n_in, t, nt, &j0, &j1);
+        for (int64_t ib = 0; ib < n_batches; ib++) {
+            const int64_t start = row0 + ib * B;
+            const int64_t end = start + B < n_rows ? start + B : n_rows;
+            const int64_t n = end - start;
+            const REAL rn = (REAL)n;
+#ifdef _OPENMP
+#pragma omp for schedule(static)
+#endif
+            for (int64_t r = start; r < end; r++) {
+                REAL z[KP_MAX];
+                const uint8_t *v; const uint16_t *ix; int64_t cnt;
+                if (idx) { v = val + indptr[r]; ix = idx + indptr[r]; cnt = indptr[r + 1] - indptr[r]; }
+                else { v = val + (size_t)r * n_in; ix = NULL; cnt = n_in; }
+                REAL *d = D + (r - start) * KP;
+                if (KP == 16) {
+                    FN(fwd)(v, ix, cnt, W, 16, z);
+                    nll[r - start] = FN(softmax_delta)(z, b, labels[r], n_out, 16, rn, d);
+                } else {
+                    FN(fwd)(v, ix, cnt, W, KP, z);
+                    nll[r - start] = FN(softmax_delta)(z, b, labels[r], n_out, KP, rn, d);
+                }
+            }  /* implicit barrier: D complete, W and b no longer read */
+            if (colptr) {
+                /* this minibatch's columns (CSC): g_j = sum over its rows, in row order within
+                   each of two interleaved accumulators, then the update of W's row j */
+                const int64_t *cp = colptr + ib * (int64_t)(n_in + 1);
+                if (KP == 16) FN(update_csc)(cp, crow, cval, D, W, j0, j1, lr, l1, l2x2, 16);
+                else FN(update_csc)(cp, crow, cval, D, W, j0, j1, lr, l1, l2x2, KP);
+            } else {
+            for (size_t q = (size_t)j0 * KP; q < (size_t)j1 * KP; q++) G[q] = 0;
+            for (int64_t r = start; r < end; r++) {
+                const REAL *restrict d = D + (r - start) * KP;
+                if (idx) {
+                    const int64_t lo = indptr[r], hi = indptr[r + 1];
+                    int64_t p = (j0 == 0) ? lo : FN(lower_bound)(idx, lo, hi, j0);
+                    for (; p < hi && idx[p] < j1; p++) {
+                        REAL *g = G + (size_t)idx[p] * KP;
+                        if (KP == 16) FN(axpy)((REAL)val[p], d, g, 16); else FN(axpy)((REAL)val[p], d, g, KP);
+                    }
+                } else {
+                    const uint8_t *v = val + (size_t)r * n_in;
+                    for (int j = j0; j < j1; j++) FN(axpy)((REAL)v[j], d, G + (size_t)j * KP, KP);
+                }
+            }
+            {
+                const REAL scale = (REAL)(1.0 / 256.0);
+                for (size_t q = (size_t)j0 * KP; q < (size_t)j1 * KP; q++) {
+                    REAL g = G[q] * scale;
+                    if (l1 != 0) g += l1 * (REAL)((W[q] > 0) - (W[q] < 0));
+                    if (l2x2 != 0) g += l2x2 * W[q];
+                    W[q] -= lr * g;
+                }
+            }
+            }
+            if (t == 0) {
+                for (int k = 0; k < n_out; k++) {
+                    REAL gb = 0;
+                    for (int64_t r = 0; r < n; r++) gb += D[r * KP + k];
+                    b[k] -= lr * gb;
+                }
+                for (int64_t r = 0; r < n; r++) total += nll[r];
+            }
+#ifdef _OPENMP
+#pragma omp barrier
+#endif
+        }
+    }
+    return total;
+}
+
+/* Misclassified rows among the first n_rows (arg-max, first maximum wins, as np.argmax). */
+static int64_t FN(errors)(
+    const uint8_t *val, const uint16_t *idx, const int64_t *indptr, int n_in,
+    const int64_t *labels, const REAL *W, const REAL *b, int64_t n_rows, int n_out, int KP, int threads)
+{
+    int64_t wrong = 0;
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) num_threads(threads) reduction(+:wrong)
+#endif
+    for (int64_t r = 0; r < n_rows; r++) {
+        REAL z[KP_MAX];
+        const uint8_t *v; const uint16_t *ix; int64_t cnt;
+        if (idx) { v = val + indptr[r]; ix = idx + indptr[r]; cnt = indptr[r + 1] - indptr[r]; }
+        else { v = val + (size_t)r * n_in; ix = NULL; cnt = n_in; }
+        if (KP == 16) FN(fwd)(v, ix, cnt, W, 16, z); else FN(fwd)(v, ix, cnt, W, KP, z);
+        const REAL scale = (REAL)(1.0 / 256.0);
+        int best = 0;
+        REAL top = z[0] * scale + b[0];
+        for (int k = 1; k < n_out; k++) {
+            const REAL zk = z[k] * scale + b[k];
+            if (zk > top) { top = zk; best = k; }
+        }
+        wrong += (best != labels[r]);
+    }
+    return wrong;
+}
+
+#undef V
+#undef LANES
+#undef FN
+#undef CAT
+#undef CAT_

@@ -1,0 +1,107 @@
+"""The reference engine: the chapter's minibatch step written with NumPy.
+
+Data layout: the splits stay as the dataset holds them, uint8 pixels (n, n_in)
+(memory-mapped when the data cache is used); each minibatch is converted to the
+engine's dtype as ``pixels * 1/256`` when it is used, which is exact, so the
+results are those of float32 (or float64) images without a float copy of the
+splits ever being made. Datasets with float pixels that are not multiples of
+1/256 (some legacy pickles) are used as their float images.
+
+Threading: whatever the BLAS library does for ``x @ W`` and ``x.T @ z``; the
+driver limits BLAS to the engine's ``threads`` (threadpoolctl) during training.
+
+Agreement: this engine *is* the reference (:func:`logreg_mnist.model.cost_and_grad`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..data import Dataset
+from ..data.mnist import PIXEL_SCALE
+from ..model import cost_and_grad, logits
+from .base import counted, n_batches
+
+_EVAL_CHUNK = 10_000  # rows scored at once: bounds the (rows, n_out) logits buffer
+
+
+class NumpyEngine:
+    """The reference engine: NumPy on the CPU.
+
+    Args:
+        data: the dataset; its uint8 pixels are used (float images only when it has no pixels).
+        batch_size: examples per minibatch.
+        learning_rate, l1, l2: the SGD step ``p -= learning_rate * dcost/dp``.
+        drop_last: drop the examples that do not fill a whole minibatch, in
+            training and in evaluation (the chapter's behaviour); otherwise the last
+            training minibatch is shorter and every example is scored.
+        dtype: arithmetic precision.
+        threads: BLAS threads the driver allows while training (None: the cores
+            this process may run on).
+    """
+
+    name = "numpy"
+
+    def __init__(
+        self, data: Dataset, *, batch_size: int, learning_rate: float, l1: float = 0.0,
+        l2: float = 0.0, drop_last: bool = False, dtype=np.float32, threads: int | None = None,
+    ):
+        from . import default_threads
+
+        self.dtype = np.dtype(dtype)
+        self.threads = threads or default_threads()
+        self.batch_size = batch_size
+        self.learning_rate = self.dtype.type(learning_rate)
+        self.l1, self.l2 = l1, l2
+        self.drop_last = drop_last
+        self._x = {}
+        for name in ("train", "valid", "test"):
+            split = data.split(name)
+            self._x[name] = split.pixels if split.pixels is not None else split.images
+        self._y = {name: data.split(name).labels for name in ("train", "valid", "test")}
+        self.n_train_batches = n_batches(len(self._y["train"]), batch_size, drop_last)
+        n_in, n_out = self._x["train"].shape[1], data.n_classes
+        self.W = np.zeros((n_in, n_out), self.dtype)
+        self.b = np.zeros(n_out, self.dtype)
+
+    def _rows(self, split: str, start: int, stop: int) -> np.ndarray:
+        """Rows ``start:stop`` of ``split`` as the engine's dtype: (rows, n_in)."""
+        x = self._x[split][start:stop]
+        if x.dtype == np.uint8:
+            return np.multiply(x, self.dtype.type(PIXEL_SCALE), dtype=self.dtype)
+        return np.asarray(x, dtype=self.dtype)
+
+    def set_params(self, W: np.ndarray, b: np.ndarray) -> None:
+        self.W = np.array(W, dtype=self.dtype)
+        self.b = np.array(b, dtype=self.dtype)
+
+    def get_params(self) -> tuple[np.ndarray, np.ndarray]:
+        return self.W.copy(), self.b.copy()
+
+    def train(self, batches: range) -> tuple[float, int]:
+        y = self._y["train"]
+        total, count = 0.0, 0
+        for i in batches:
+            start, stop = i * self.batch_size, (i + 1) * self.batch_size
+            xb = self._rows("train", start, stop)  # (B, n_in)
+            yb = y[start:stop]
+            _, nll_sum, gW, gb = cost_and_grad(self.W, self.b, xb, yb, self.l1, self.l2)
+            self.W -= self.learning_rate * gW
+            self.b -= self.learning_rate * gb
+            total += nll_sum
+            count += len(yb)
+        return total, count
+
+    def counted(self, split: str) -> int:
+        """How many examples of ``split`` are scored."""
+        return counted(len(self._y[split]), self.batch_size, self.drop_last)
+
+    def count_errors(self, split: str) -> tuple[int, int]:
+        n = self.counted(split)
+        y = self._y[split]
+        wrong = 0
+        for start in range(0, n, _EVAL_CHUNK):
+            stop = min(start + _EVAL_CHUNK, n)
+            pred = np.argmax(logits(self.W, self.b, self._rows(split, start, stop)), axis=1)
+            wrong += int(np.count_nonzero(pred != y[start:stop]))
+        return wrong, n
