@@ -11,7 +11,7 @@ import pytest
 
 from logreg_mnist import TrainConfig, load_model, preset, save_model, train
 from logreg_mnist.early_stopping import EarlyStopping
-from logreg_mnist.engine import NumpyEngine
+from logreg_mnist.engines.numpy import NumpyEngine
 from logreg_mnist.errors import ConfigError, ModelFileError, TrainingDivergedError
 from logreg_mnist.persistence import read_history
 from logreg_mnist.reporting import ConsoleReporter, Reporter

@@ -15,7 +15,6 @@ from contextlib import nullcontext
 from datetime import datetime
 from pathlib import Path
 
-from . import __version__
 from .config import PRESETS, TrainConfig, preset
 from .errors import EXIT_INTERRUPTED, EXIT_OK, ConfigError, LogregMnistError
 
@@ -42,6 +41,34 @@ _HYPERPARAMETERS = [
 ]
 _CHOICES = {"optimizer": ["sgd", "cg", "lbfgs"], "init": ["zeros", "random"], "dtype": ["float32", "float64"]}
 
+# (flag, train() argument, type, help, default shown): run-time choices that do not change the result,
+# so they are not part of the config (a resumed run may change them).
+_RUNTIME_OPTIONS = [
+    ("--engine", "engine", str, "SGD engine: auto (gpu if present, else fused if built, else numpy), numpy "
+     "(the reference), fused (compiled CPU kernel), gpu", "auto"),
+    ("--threads", "threads", int, "threads the engine and BLAS may use", "the cores this process may use"),
+]
+_RUNTIME_CHOICES = {"engine": ["auto", "numpy", "fused", "gpu"]}
+
+
+def _add_runtime_options(p: argparse.ArgumentParser) -> None:
+    for flag, name, typ, text, shown in _RUNTIME_OPTIONS:
+        p.add_argument(flag, dest=name, type=typ, default="auto" if name == "engine" else None,
+                       choices=_RUNTIME_CHOICES.get(name), help=f"{text} (default: {shown})")
+
+
+class _VersionAction(argparse.Action):
+    """``--version``: the version is looked up only when asked for (importlib.metadata is slow)."""
+
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, help=None):
+        super().__init__(option_strings, dest=dest, default=default, nargs=0,
+                         help=help or "show the version and exit")
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        from ._version import __version__
+
+        parser.exit(message=f"{parser.prog} {__version__}\n")
+
 
 def _add_data_dir(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-dir", metavar="DIR", default=None,
@@ -54,7 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="logreg-mnist",
         description="Multinomial logistic regression on MNIST, after the Deep Learning Tutorials.",
     )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("--version", action=_VersionAction)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     p = sub.add_parser("data", help="fetch and verify MNIST, print where it is and a summary",
@@ -73,6 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     for flag, name, typ, text in _HYPERPARAMETERS:
         p.add_argument(flag, dest=name, type=typ, default=None, choices=_CHOICES.get(name),
                        help=f"{text} (default: {getattr(_DEFAULTS, name)})")
+    _add_runtime_options(p)
     p.add_argument("--drop-last", dest="drop_last", action=argparse.BooleanOptionalAction, default=None,
                    help="drop the examples that do not fill a whole minibatch (default: off; on with "
                         "--preset tutorial)")
@@ -194,7 +222,8 @@ def cmd_train(args) -> int:
     with scratch as tmp:
         out = Path(tmp) if dry_scratch else (out or _new_run_dir())
         print(f"run directory: {out}")
-        _, history = train(data, config, out, reporter=reporter, resume=bool(args.resume))
+        _, history = train(data, config, out, reporter=reporter, resume=bool(args.resume), engine=args.engine,
+                           threads=args.threads)
         if not dry_scratch:
             unit = "epoch" if config.optimizer == "sgd" else "iteration"
             print(f"best model: {out / io.BEST} ({unit} {history.best_epoch}, validation error "

@@ -26,7 +26,7 @@ import numpy as np
 from safetensors import SafetensorError, safe_open
 from safetensors.numpy import load_file, save
 
-from . import __version__
+from ._version import __version__
 from ._files import atomic_write_bytes
 from .errors import ModelFileError
 from .model import LogisticRegression

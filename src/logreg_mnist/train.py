@@ -27,9 +27,11 @@ from .early_stopping import EarlyStopping
 from .engines import Engine, make_engine
 from .errors import ConfigError, ModelFileError, TrainingDivergedError
 from .model import LogisticRegression
-from .optimizers import train_full_batch
 from .reporting import Reporter
 from .run import History, RunDir, model_meta
+
+
+SAVE_INTERVAL = 2.0  # seconds between writes of the best model and the checkpoint (see _Saver)
 
 
 @dataclass
@@ -116,6 +118,8 @@ def train(
         if resume:
             raise ConfigError(f"resume: a {config.optimizer} run cannot be continued (SciPy's optimiser state "
                               "is not saved); its best model is kept, or start a new run")
+        from .optimizers import train_full_batch  # SciPy, loaded only for cg and lbfgs
+
         return train_full_batch(data, config, out_dir, reporter=reporter)
     run = RunDir(out_dir)
     if isinstance(engine, str):
@@ -139,6 +143,7 @@ def train(
     started = time.perf_counter() - state.elapsed
     reporter.start(stopper.stop_iteration(0) + 1, "training")
     blas = _limit_blas(getattr(engine, "threads", None) or threads)
+    saver = _Saver(run)
     try:
         while state.epoch < config.n_epochs and not state.done:
             # train: one epoch, in chunks that end where a validation or the stop falls
@@ -171,7 +176,7 @@ def train(
                         reporter.test(epoch, minibatch, n_batches, test_error)
                         # checkpoint the best model
                         best_params = engine.get_params()
-                        run.save(io.BEST, *best_params, model_meta(
+                        saver.best(*best_params, model_meta(
                             config, data, epoch=epoch, iteration=last, valid_error=valid_error,
                             test_error=test_error))
 
@@ -192,9 +197,13 @@ def train(
                 run.save(f"{io.SNAPSHOTS}/epoch-{epoch:04d}.safetensors", W, b,
                          model_meta(config, data, epoch=epoch, iteration=state.iteration,
                                      valid_error=valid_error))
-            run.save(io.CHECKPOINT, W, b, {"state": state.to_dict(), "dataset": data.identity,
-                                           "config": config.to_dict()})
+            saver.checkpoint(W, b, {"state": state.to_dict(), "dataset": data.identity,
+                                    "config": config.to_dict()}, final=state.done or state.epoch >= config.n_epochs)
+    except TrainingDivergedError:
+        saver.flush()  # the last good best model and the last finished epoch's checkpoint
+        raise
     except KeyboardInterrupt:
+        saver.flush()
         reporter.close()
         if run.path is not None:
             reporter.message(f"Interrupted in epoch {state.epoch}. The best model is in {run.path / io.BEST}; "
@@ -218,6 +227,43 @@ def train(
     reporter.message(f"The code run for {history.epochs} epochs, with "
                      f"{history.epochs / max(history.seconds, 1e-9):f} epochs/sec")
     return LogisticRegression.from_params(*best_params), history
+
+
+class _Saver:
+    """The run's model writes, coalesced: every file atomic, but not every epoch.
+
+    A new best model and the end-of-epoch checkpoint are written when at least
+    :data:`SAVE_INTERVAL` seconds have passed since the last write, at the end of
+    the run, and when the run is interrupted or diverges; in between, the latest
+    of each waits in memory. Writing (and syncing) both after every epoch cost
+    more than the training itself in a fast run. A crash loses at most the last
+    interval; ``--resume`` replays it and ends where an uninterrupted run ends.
+    """
+
+    def __init__(self, run: RunDir):
+        self.run = run
+        self.last = -math.inf
+        self._best = self._checkpoint = None
+
+    def best(self, W: np.ndarray, b: np.ndarray, meta: dict[str, Any]) -> None:
+        self._best = (W, b, meta)
+        self._maybe()
+
+    def checkpoint(self, W: np.ndarray, b: np.ndarray, meta: dict[str, Any], *, final: bool) -> None:
+        self._checkpoint = (W, b, meta)
+        self.flush() if final else self._maybe()
+
+    def _maybe(self) -> None:
+        if time.perf_counter() - self.last >= SAVE_INTERVAL:
+            self.flush()
+
+    def flush(self) -> None:
+        if self._best is not None:
+            self.run.save(io.BEST, *self._best)
+        if self._checkpoint is not None:
+            self.run.save(io.CHECKPOINT, *self._checkpoint)
+        self._best = self._checkpoint = None
+        self.last = time.perf_counter()
 
 
 def _check_finite(engine: Engine, nll_sum: float, epoch: int, minibatch: int, run: RunDir, state: _State) -> None:

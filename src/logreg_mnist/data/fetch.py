@@ -27,7 +27,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from .. import __version__
+from .._version import __version__
 from .._files import publish
 from ..errors import DataError, DownloadError
 from .idx import content_sha256, is_gzip

@@ -22,6 +22,7 @@ import numpy as np
 import platformdirs
 
 from ..errors import DataError
+from .cache import read_cached
 from .fetch import DEFAULT_SOURCES, FILE_NAMES, MNIST_SHA256, existing_file, fetch_files
 from .idx import read_idx_with_digest
 from .legacy import read_legacy_pickle
@@ -134,6 +135,11 @@ def _to_split(images: np.ndarray, labels: np.ndarray) -> Split:
 
 
 def _read_idx_dir(paths: dict[str, Path]) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """The four arrays and their content SHA-256, through the decoded cache (:mod:`.cache`)."""
+    return read_cached(next(iter(paths.values())).parent, paths, _read_idx_files)
+
+
+def _read_idx_files(paths: dict[str, Path]) -> tuple[dict[str, np.ndarray], dict[str, str]]:
     arrays, digests = {}, {}
     for name in FILE_NAMES:
         kind = "images" if "images" in name else "labels"

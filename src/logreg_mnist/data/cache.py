@@ -1,0 +1,176 @@
+"""A decoded data cache: the IDX arrays as uint8 ``.npy`` files, memory-mapped on open.
+
+Reading MNIST from its gzip files means decompressing and hashing 55 MB every
+time. After the first verified read, the decoded arrays are kept as ``.npy``
+files with a small manifest; later opens memory-map them instead.
+
+Where: a ``.logreg-mnist-cache`` directory beside the data when that directory is
+writable (its permission bits say so, for root too), otherwise the user cache
+directory (``~/.cache/logreg-mnist/decoded/<key>`` on Linux), keyed by the data
+directory's resolved path and the identity of its files (names, sizes,
+modification times). Failing to write a cache is never an error: the data is
+simply read from the IDX files next time too. ``LOGREG_MNIST_NO_CACHE=1`` turns the
+cache off.
+
+Trust: nothing in the cache is believed without a check on every open:
+
+- the manifest must name the same source files with the same size and
+  modification time (a replaced file makes the cache stale);
+- each ``.npy`` file must have the expected header (uint8, the recorded shape)
+  and exactly the size that header implies (a truncated file fails);
+- the SHA-256 of the IDX header rebuilt from the shape followed by the array's
+  bytes (that is, of the IDX content the array came from) must equal the digest
+  recorded when the IDX file was verified; for genuine MNIST that digest is also
+  compared with MNIST's published SHA-256. Hashing 55 MB takes a few tens of
+  milliseconds with hardware SHA.
+
+A cache that fails any check is ignored, and rebuilt from the IDX files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+import numpy as np
+
+from .._files import publish
+from .fetch import MNIST_SHA256
+
+CACHE_DIR_NAME = ".logreg-mnist-cache"
+MANIFEST = "manifest.json"
+FORMAT = "logreg-mnist-decoded/1"
+ENV_NO_CACHE = "LOGREG_MNIST_NO_CACHE"
+
+Reader = Callable[[Mapping[str, Path]], tuple[dict[str, np.ndarray], dict[str, str]]]
+
+
+def idx_header(shape: tuple[int, ...]) -> bytes:
+    """The IDX header of a uint8 array of ``shape``: magic ``00 00 08 ndim``, big-endian dims."""
+    return bytes([0, 0, 0x08, len(shape)]) + np.asarray(shape, dtype=">u4").tobytes()
+
+
+def content_digest(array: np.ndarray) -> str:
+    """SHA-256 of the IDX content of a uint8 ``array``: its header, then its bytes in C order."""
+    h = hashlib.sha256(idx_header(array.shape))
+    h.update(memoryview(np.ascontiguousarray(array)).cast("B"))
+    return h.hexdigest()
+
+
+def _sources(paths: Mapping[str, Path]) -> dict[str, dict]:
+    out = {}
+    for name, path in paths.items():
+        st = os.stat(path)
+        out[name] = {"file": Path(path).name, "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+    return out
+
+
+def _writable(directory: Path) -> bool:
+    """Whether we may write in ``directory``: access allowed *and* some write bit set
+    (root may write anywhere, but a directory made read-only is not meant to be written)."""
+    try:
+        return os.access(directory, os.W_OK) and bool(directory.stat().st_mode & 0o222)
+    except OSError:
+        return False
+
+
+def candidate_dirs(data_dir: Path, paths: Mapping[str, Path]) -> list[Path]:
+    """Where the cache of ``data_dir`` may live, in order of preference."""
+    import platformdirs
+
+    resolved = data_dir.resolve()
+    key = hashlib.sha256(json.dumps([str(resolved), _sources(paths)], sort_keys=True).encode()).hexdigest()[:16]
+    user = Path(platformdirs.user_cache_dir("logreg-mnist")) / "decoded" / key
+    return [resolved / CACHE_DIR_NAME, user]
+
+
+def _open_verified(cache: Path, paths: Mapping[str, Path]) -> tuple[dict[str, np.ndarray], dict[str, str]] | None:
+    """The cached arrays and their digests, or None when the cache is absent or fails a check."""
+    try:
+        manifest = json.loads((cache / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if manifest.get("format") != FORMAT or manifest.get("sources") != _sources(paths):
+        return None
+    arrays, digests = {}, {}
+    for name in paths:
+        entry = manifest.get("arrays", {}).get(name)
+        if not entry:
+            return None
+        digest = entry.get("sha256", "")
+        if name in MNIST_SHA256 and digest != MNIST_SHA256[name] and manifest.get("mnist"):
+            return None
+        try:
+            array = np.load(cache / f"{name}.npy", mmap_mode="r", allow_pickle=False)
+        except (OSError, ValueError, EOFError):  # truncated, bad header
+            return None
+        if array.dtype != np.uint8 or list(array.shape) != entry.get("shape"):
+            return None
+        if content_digest(array) != digest:
+            return None
+        arrays[name], digests[name] = array, digest
+    return arrays, digests
+
+
+def _write(cache: Path, paths: Mapping[str, Path], arrays: Mapping[str, np.ndarray],
+           digests: Mapping[str, str]) -> bool:
+    """Write the cache into ``cache``; False (and nothing half-written left) when it cannot."""
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+        entries = {}
+        for name, array in arrays.items():
+            array = np.ascontiguousarray(array)
+            if array.dtype != np.uint8:
+                return False
+            fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=cache)
+            try:
+                with os.fdopen(fd, "wb") as f:
+                    np.lib.format.write_array(f, array, allow_pickle=False)
+                publish(tmp, cache / f"{name}.npy")
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
+            entries[name] = {"shape": list(array.shape), "sha256": digests[name]}
+        manifest = {"format": FORMAT, "sources": _sources(paths), "arrays": entries,
+                    "mnist": all(digests.get(n) == h for n, h in MNIST_SHA256.items())}
+        fd, tmp = tempfile.mkstemp(prefix=f".{MANIFEST}.", suffix=".tmp", dir=cache)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(manifest, f, indent=1)
+        publish(tmp, cache / MANIFEST)
+        return True
+    except OSError:
+        return False
+
+
+def read_cached(data_dir: Path, paths: Mapping[str, Path], reader: Reader
+                ) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """The arrays of ``paths`` and the SHA-256 of each file's IDX content, from the cache when
+    it passes its checks, else from ``reader`` (the IDX files), then cached for next time.
+
+    Args:
+        data_dir: the directory holding the IDX files.
+        paths: name -> IDX file (raw or gzip).
+        reader: reads and verifies the IDX files: returns (arrays, digests).
+    """
+    if os.environ.get(ENV_NO_CACHE) == "1":
+        return reader(paths)
+    try:
+        candidates = candidate_dirs(data_dir, paths)
+    except OSError:
+        return reader(paths)
+    for cache in candidates:
+        found = _open_verified(cache, paths)
+        if found is not None:
+            return found
+    arrays, digests = reader(paths)
+    if all(a.dtype == np.uint8 for a in arrays.values()):
+        for cache in candidates:
+            if (cache.parent.exists() and not _writable(cache.parent)) or (cache.exists() and not _writable(cache)):
+                continue
+            if _write(cache, paths, arrays, digests):
+                break
+    return arrays, digests
