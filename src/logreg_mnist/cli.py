@@ -46,7 +46,8 @@ _CHOICES = {"optimizer": ["sgd", "cg", "lbfgs"], "init": ["zeros", "random"], "d
 _RUNTIME_OPTIONS = [
     ("--engine", "engine", str, "SGD engine: auto (gpu if present, else fused if built, else numpy), numpy "
      "(the reference), fused (compiled CPU kernel), gpu", "auto"),
-    ("--threads", "threads", int, "threads the engine and BLAS may use", "the cores this process may use"),
+    ("--threads", "threads", int, "threads the engine and BLAS use", "the engine's choice: fused uses up to "
+     "the cores this process may run on, or one when that is measured to be faster; numpy uses one"),
 ]
 _RUNTIME_CHOICES = {"engine": ["auto", "numpy", "fused", "gpu"]}
 

@@ -63,6 +63,16 @@
 #define HAVE_AVX2_CLONE 0
 #endif
 
+static void init_tables(void)
+{
+    init_table_f32();
+    init_table_f64();
+#if HAVE_AVX2_CLONE
+    init_table_f32_avx2();
+    init_table_f64_avx2();
+#endif
+}
+
 static int use_avx2(void)
 {
 #if HAVE_AVX2_CLONE
@@ -372,4 +382,8 @@ static PyMethodDef methods[] = {
 
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_fused", "The fused CPU engine's kernel.", -1, methods};
 
-PyMODINIT_FUNC PyInit__fused(void) { return PyModule_Create(&module); }
+PyMODINIT_FUNC PyInit__fused(void)
+{
+    init_tables();
+    return PyModule_Create(&module);
+}

@@ -16,28 +16,43 @@ typedef REAL FN(vec) __attribute__((vector_size(32), aligned(sizeof(REAL))));
 #define V FN(vec)
 #define LANES ((int)(32 / sizeof(REAL)))
 
-/* z[0:KP] = sum_t val[t] * W[idx[t], :] (unscaled); dense rows when idx is NULL.
- * Two accumulators per vector hide the FMA latency. */
+/* The uint8 -> REAL conversion as a table: one broadcast load instead of a convert and a shuffle. */
+static REAL FN(u8)[256];
+static void FN(init_table)(void) { for (int i = 0; i < 256; i++) FN(u8)[i] = (REAL)i; }
+
+/* acc[0:KP] = sum_t val[t] * M[row(t), :] (unscaled), row(t) = idx[t], or t for dense rows (idx NULL).
+ * Four interleaved accumulators per vector hide the FMA latency; they are added in a fixed order. */
+static inline __attribute__((always_inline)) void FN(gather_sum)(
+    const uint8_t *restrict val, const uint16_t *restrict idx, int64_t cnt,
+    const REAL *restrict M, const int KP, V *restrict out)
+{
+    const int NV = KP / LANES;
+    V a0[KP_MAX / 4], a1[KP_MAX / 4], a2[KP_MAX / 4], a3[KP_MAX / 4];
+    for (int v = 0; v < NV; v++) { a0[v] = (V){0}; a1[v] = (V){0}; a2[v] = (V){0}; a3[v] = (V){0}; }
+    int64_t t = 0;
+#define ROW(q) ((const V *)(M + (size_t)(idx ? idx[q] : (q)) * KP))
+    for (; t + 3 < cnt; t += 4) {
+        const REAL u0 = FN(u8)[val[t]], u1 = FN(u8)[val[t + 1]], u2 = FN(u8)[val[t + 2]], u3 = FN(u8)[val[t + 3]];
+        const V *w0 = ROW(t), *w1 = ROW(t + 1), *w2 = ROW(t + 2), *w3 = ROW(t + 3);
+        for (int v = 0; v < NV; v++) {
+            a0[v] += u0 * w0[v]; a1[v] += u1 * w1[v]; a2[v] += u2 * w2[v]; a3[v] += u3 * w3[v];
+        }
+    }
+    for (; t < cnt; t++) {
+        const REAL u0 = FN(u8)[val[t]];
+        const V *w0 = ROW(t);
+        for (int v = 0; v < NV; v++) a0[v] += u0 * w0[v];
+    }
+#undef ROW
+    for (int v = 0; v < NV; v++) out[v] = (a0[v] + a1[v]) + (a2[v] + a3[v]);
+}
+
+/* z[0:KP] = sum_t val[t] * W[idx[t], :] (unscaled); dense rows when idx is NULL. */
 static inline __attribute__((always_inline)) void FN(fwd)(
     const uint8_t *restrict val, const uint16_t *restrict idx, int64_t cnt,
     const REAL *restrict W, const int KP, REAL *restrict z)
 {
-    const int NV = KP / LANES;
-    V a[KP_MAX / 4], c[KP_MAX / 4];
-    for (int v = 0; v < NV; v++) { a[v] = (V){0}; c[v] = (V){0}; }
-    int64_t t = 0;
-    for (; t + 1 < cnt; t += 2) {
-        const REAL u0 = (REAL)val[t], u1 = (REAL)val[t + 1];
-        const V *w0 = (const V *)(W + (size_t)(idx ? idx[t] : t) * KP);
-        const V *w1 = (const V *)(W + (size_t)(idx ? idx[t + 1] : t + 1) * KP);
-        for (int v = 0; v < NV; v++) { a[v] += u0 * w0[v]; c[v] += u1 * w1[v]; }
-    }
-    if (t < cnt) {
-        const REAL u0 = (REAL)val[t];
-        const V *w0 = (const V *)(W + (size_t)(idx ? idx[t] : t) * KP);
-        for (int v = 0; v < NV; v++) a[v] += u0 * w0[v];
-    }
-    for (int v = 0; v < NV; v++) ((V *)z)[v] = a[v] + c[v];
+    FN(gather_sum)(val, idx, cnt, W, KP, (V *)z);
 }
 
 /* g[0:KP] += u * d[0:KP] */
@@ -47,7 +62,8 @@ static inline __attribute__((always_inline)) void FN(axpy)(REAL u, const REAL *r
     for (int v = 0; v < NV; v++) ((V *)g)[v] += u * ((const V *)d)[v];
 }
 
-/* Softmax of one row's logits and its NLL; d = (P - onehot(y)) / n as the reference computes it. */
+/* Softmax of one row's logits and its NLL; d = (P - onehot(y)) / n, the reference's formulas
+ * (max shifted out) with P = exp(z - m) / sum exp(z - m): one exponential per class. */
 static inline __attribute__((always_inline)) double FN(softmax_delta)(
     REAL *restrict z, const REAL *restrict b, int64_t y, int n_out, const int KP, REAL n, REAL *restrict d)
 {
@@ -57,15 +73,11 @@ static inline __attribute__((always_inline)) double FN(softmax_delta)(
     m = z[0];
     for (int k = 1; k < n_out; k++) m = z[k] > m ? z[k] : m;
     REAL s = 0;
-    for (int k = 0; k < n_out; k++) s += EXP(z[k] - m);
-    const REAL logs = LOG(s);
-    for (int k = 0; k < n_out; k++) {
-        REAL p = EXP((z[k] - m) - logs);
-        if (k == y) p -= 1;
-        d[k] = p / n;
-    }
+    for (int k = 0; k < n_out; k++) { d[k] = EXP(z[k] - m); s += d[k]; }
+    const REAL inv = (REAL)1 / s;
+    for (int k = 0; k < n_out; k++) d[k] = (d[k] * inv - (k == y)) / n;
     for (int k = n_out; k < KP; k++) d[k] = 0;
-    return -(double)((z[y] - m) - logs);
+    return -(double)((z[y] - m) - LOG(s));
 }
 
 /* W[j] -= lr * (scale * sum_p cval[p] * D[crow[p]] + l1 sign(W[j]) + 2 l2 W[j]) for j in [j0, j1). */
@@ -76,24 +88,11 @@ static inline __attribute__((always_inline)) void FN(update_csc)(
     const int NV = KP / LANES;
     const REAL scale = (REAL)(1.0 / 256.0);
     for (int j = j0; j < j1; j++) {
-        V a[KP_MAX / 4], c[KP_MAX / 4];
-        for (int v = 0; v < NV; v++) { a[v] = (V){0}; c[v] = (V){0}; }
-        int64_t p = cp[j];
-        const int64_t end = cp[j + 1];
-        for (; p + 1 < end; p += 2) {
-            const REAL u0 = (REAL)cval[p], u1 = (REAL)cval[p + 1];
-            const V *d0 = (const V *)(D + (size_t)crow[p] * KP);
-            const V *d1 = (const V *)(D + (size_t)crow[p + 1] * KP);
-            for (int v = 0; v < NV; v++) { a[v] += u0 * d0[v]; c[v] += u1 * d1[v]; }
-        }
-        if (p < end) {
-            const REAL u0 = (REAL)cval[p];
-            const V *d0 = (const V *)(D + (size_t)crow[p] * KP);
-            for (int v = 0; v < NV; v++) a[v] += u0 * d0[v];
-        }
+        V acc[KP_MAX / 4];
+        FN(gather_sum)(cval + cp[j], crow + cp[j], cp[j + 1] - cp[j], D, KP, acc);
         V *w = (V *)(W + (size_t)j * KP);
         for (int v = 0; v < NV; v++) {
-            V g = (a[v] + c[v]) * scale;
+            V g = acc[v] * scale;
             if (l1 != 0 || l2x2 != 0) {  /* penalties: + l1 sign(W) + 2 l2 W, as the reference adds them */
                 REAL *gs = (REAL *)&g;
                 const REAL *ws = (const REAL *)&w[v];

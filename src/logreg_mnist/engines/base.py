@@ -59,3 +59,53 @@ def n_batches(n: int, batch_size: int, drop_last: bool) -> int:
 def counted(n: int, batch_size: int, drop_last: bool) -> int:
     """How many of ``n`` examples are scored: whole minibatches only when ``drop_last``."""
     return (n // batch_size) * batch_size if drop_last else n
+
+
+class ThreadChooser:
+    """Chooses, call by call, between ``threads`` and one thread, by measured speed.
+
+    On an idle machine several threads are faster; on a machine whose cores are busy
+    with other work, threads that must meet twice per minibatch wait for each other's
+    time slices, and one thread is several times faster. Engines whose results do not
+    depend on the thread count use this to adapt while they run: each call runs with
+    the choice that has been faster (an exponential average of seconds per unit of
+    work), and every :attr:`PROBE_EVERY` calls the other choice is measured again.
+
+    Args:
+        threads: the most threads to use.
+        fixed: always use ``threads`` (the user asked for that many).
+    """
+
+    PROBE_EVERY = 8
+    _DECAY = 0.5
+
+    def __init__(self, threads: int, *, fixed: bool = False):
+        self.threads = threads
+        self.options = (threads,) if fixed or threads == 1 else (threads, 1)
+        self._speed: dict[int, float] = {}
+        self._calls = 0
+
+    def pick(self) -> int:
+        """The thread count for the next call."""
+        self._calls += 1
+        unmeasured = [t for t in self.options if t not in self._speed]
+        if unmeasured:
+            return unmeasured[0]
+        best = min(self.options, key=self._speed.__getitem__)
+        if len(self.options) > 1 and self._calls % self.PROBE_EVERY == 0:
+            return next(t for t in self.options if t != best)
+        return best
+
+    def record(self, threads: int, seconds: float, work: int) -> None:
+        """``work`` units (e.g. minibatches) took ``seconds`` with ``threads``."""
+        if work <= 0:
+            return
+        per = seconds / work
+        old = self._speed.get(threads)
+        self._speed[threads] = per if old is None else self._DECAY * old + (1 - self._DECAY) * per
+
+    @property
+    def current(self) -> int:
+        """The thread count now preferred."""
+        measured = [t for t in self.options if t in self._speed]
+        return min(measured, key=self._speed.__getitem__) if measured else self.options[0]

@@ -15,9 +15,12 @@ across threads), then ``x^T dcost/dlogits`` over the non-zero pixels with each
 thread owning a block of W's rows (balanced by non-zero count), which it updates
 in place; two barriers per minibatch, no reduction across threads.
 
-Threading: OpenMP, ``threads`` of them (default: the cores this process may run
+Threading: OpenMP, at most ``threads`` (default: the cores this process may run
 on). Every sum is taken in an order that does not depend on the thread count,
-so results are bit-identical for any ``threads``.
+so results are bit-identical for any thread count, and the engine can choose
+freely: unless ``threads`` is given, it measures as it runs whether all threads
+or one is faster (one is, several times, when other work keeps the cores busy)
+and uses the faster (:class:`~logreg_mnist.engines.base.ThreadChooser`).
 
 Agreement with the NumPy reference: the same float32 (or float64) formulas, with
 sums taken in another order; after one epoch of the tutorial preset the
@@ -27,11 +30,13 @@ float64), and the tutorial preset gives the chapter's 74 epochs and 7.489583 %.
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 
 from ..data import Dataset
 from ..errors import ConfigError
-from .base import counted, n_batches
+from .base import ThreadChooser, counted, n_batches
 
 import os
 
@@ -119,7 +124,8 @@ class FusedEngine:
         data: the dataset; its uint8 pixels are required.
         batch_size, learning_rate, l1, l2, drop_last, dtype: as for
             :class:`~logreg_mnist.engines.numpy.NumpyEngine`.
-        threads: OpenMP threads (None: the cores this process may run on).
+        threads: OpenMP threads, always this many; None: up to the cores this process
+            may run on, or one thread when that is measured to be faster.
 
     Raises:
         ConfigError: the kernel is not built, the data has no uint8 pixels, or it has
@@ -144,6 +150,7 @@ class FusedEngine:
         self.threads = int(threads or default_threads())
         if self.threads < 1:
             raise ConfigError(f"threads: expected an integer >= 1, found {threads}")
+        self._chooser = ThreadChooser(self.threads, fixed=threads is not None)
         self.batch_size = batch_size
         self.lr = float(self.dtype.type(learning_rate))
         self.l1, self.l2x2 = float(l1), float(2 * l2)
@@ -194,9 +201,12 @@ class FusedEngine:
             raise ValueError(f"expected consecutive minibatches within 0-{self.n_train_batches - 1}, found {batches}")
         r = self._rows["train"]
         row0 = batches.start * self.batch_size
+        threads = self._chooser.pick()
+        started = time.perf_counter()
         total = _fused.sgd(r.values, r.indices, r.indptr, r.colptr, r.crow, r.cval, self.n_in, self._y["train"], self.W, self.b, r.colcum,
                            row0, self._n_train_rows, self.batch_size, len(batches), self.lr, self.l1, self.l2x2,
-                           self.n_out, self.kp, self.threads, self._D, self._G, self._nll)
+                           self.n_out, self.kp, threads, self._D, self._G, self._nll)
+        self._chooser.record(threads, time.perf_counter() - started, len(batches))
         count = min(batches.stop * self.batch_size, self._n_train_rows) - row0
         return total, count
 
@@ -208,5 +218,5 @@ class FusedEngine:
         n = self.counted(split)
         r = self._rows[split]
         wrong = _fused.errors(r.values, r.indices, r.indptr, self.n_in, self._y[split], self.W, self.b, n,
-                              self.n_out, self.kp, self.threads)
+                              self.n_out, self.kp, self._chooser.current)
         return int(wrong), n
