@@ -9,6 +9,8 @@ scikit-learn, SciPy and matplotlib are loaded only by what needs them.
 from __future__ import annotations
 
 import importlib
+import sys
+import types
 from typing import TYPE_CHECKING, Any
 
 # public name -> module that defines it
@@ -36,6 +38,28 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return sorted(set(globals()) | set(_LAZY))
+
+
+class _Package(types.ModuleType):
+    """``logreg_mnist.train`` is the function, as with an eager ``from .train import train``.
+
+    Importing the submodule ``logreg_mnist.train`` makes the import system bind the
+    module to the package's attribute ``train``; this property keeps the public name
+    the function all the same.
+    """
+
+    @property
+    def train(self):
+        from .train import train
+
+        return train
+
+    @train.setter
+    def train(self, value) -> None:  # the import system binding the submodule: the function stays
+        pass
+
+
+sys.modules[__name__].__class__ = _Package
 
 
 if TYPE_CHECKING:  # for type checkers and IDEs

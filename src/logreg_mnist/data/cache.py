@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import mmap
 import os
 import tempfile
 from collections.abc import Callable, Mapping
@@ -59,6 +60,22 @@ def content_digest(array: np.ndarray) -> str:
     h = hashlib.sha256(idx_header(array.shape))
     h.update(memoryview(np.ascontiguousarray(array)).cast("B"))
     return h.hexdigest()
+
+
+def release_pages(array: np.ndarray) -> None:
+    """Let the OS drop the resident pages of a memory-mapped ``array`` (the whole mapping).
+
+    Nothing changes for the program: touched again, the pages come back from the page
+    cache. Used after a pass over the data (hashing it, or an engine copying it into its
+    own layout) so that the process does not keep both resident. No-op for other arrays.
+    """
+    mapping = getattr(array, "_mmap", None)
+    if mapping is None or not hasattr(mapping, "madvise") or not hasattr(mmap, "MADV_DONTNEED"):
+        return
+    try:
+        mapping.madvise(mmap.MADV_DONTNEED)
+    except (OSError, ValueError):
+        pass
 
 
 def _sources(paths: Mapping[str, Path]) -> dict[str, dict]:
@@ -112,6 +129,7 @@ def _open_verified(cache: Path, paths: Mapping[str, Path]) -> tuple[dict[str, np
             return None
         if content_digest(array) != digest:
             return None
+        release_pages(array)
         arrays[name], digests[name] = array, digest
     return arrays, digests
 

@@ -35,6 +35,7 @@ import time
 import numpy as np
 
 from ..data import Dataset
+from ..data.cache import release_pages
 from ..errors import ConfigError
 from .base import ThreadChooser, counted, n_batches
 
@@ -159,7 +160,11 @@ class FusedEngine:
         self.kp = -(-self.n_out // 8) * 8
         if self.kp > _KP_MAX:
             raise ConfigError(f"engine 'fused': expected at most 256 classes, found {self.n_out}")
-        self._rows = {s: _Rows(data.split(s).pixels) for s in ("train", "valid", "test")}
+        self._rows = {}
+        for s in ("train", "valid", "test"):
+            self._rows[s] = _Rows(data.split(s).pixels)
+            if self._rows[s].indices is not None:
+                release_pages(data.split(s).pixels)  # the CSR copy is what is read from now on
         self._y = {s: np.ascontiguousarray(data.split(s).labels, dtype=np.int64) for s in ("train", "valid", "test")}
         for s, y in self._y.items():
             if len(y) and (y.min() < 0 or y.max() >= self.n_out):

@@ -1,0 +1,213 @@
+"""Engines against the NumPy reference: parameters, error counts, layouts, threads, the registry."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from logreg_mnist.config import TrainConfig, preset
+from logreg_mnist.data import Dataset, Split
+from logreg_mnist.engines import available_engines, default_threads, make_engine, resolve
+from logreg_mnist.engines.base import ThreadChooser
+from logreg_mnist.engines.fused import available as fused_built
+from logreg_mnist.engines.numpy import NumpyEngine
+from logreg_mnist.errors import ConfigError
+from logreg_mnist.train import train
+
+# float32: the same formulas summed in another order; float64: to 1e-12.
+TOLERANCE = {"float32": {"rtol": 1e-5, "atol": 1e-6}, "float64": {"rtol": 1e-12, "atol": 1e-13}}
+
+
+@pytest.fixture(scope="module")
+def need_fused():
+    """The fused engine's kernel: CI builds it (LOGREG_MNIST_REQUIRE_FUSED=1 makes its absence a failure)."""
+    if not fused_built():
+        if os.environ.get("LOGREG_MNIST_REQUIRE_FUSED"):
+            pytest.fail("the fused engine's compiled kernel is required but not built (pip install -e .)")
+        pytest.skip("the fused engine's compiled kernel is not built")
+
+
+def _dataset(n_train=230, n_valid=70, n_test=90, density=0.2, n_in=64, n_classes=10, seed=0) -> Dataset:
+    """Synthetic uint8 digits: ``density`` of the pixels non-zero, a class-dependent pattern."""
+    rng = np.random.default_rng(seed)
+    centres = rng.random((n_classes, n_in)) < density * 1.5
+
+    def split(n):
+        y = rng.integers(0, n_classes, n)
+        mask = (rng.random((n, n_in)) < density) | (centres[y] & (rng.random((n, n_in)) < 0.5))
+        x = np.where(mask, rng.integers(1, 256, (n, n_in)), 0).astype(np.uint8)
+        return Split(labels=y.astype(np.int64), pixels=x)
+
+    return Dataset(split(n_train), split(n_valid), split(n_test), source=Path("synthetic"), identity="synthetic")
+
+
+def _pair(data, config, threads=None):
+    ref = make_engine("numpy", data, config)
+    fused = make_engine("fused", data, config, threads=threads)
+    rng = np.random.default_rng(1)
+    W = (0.01 * rng.standard_normal((data.n_features, data.n_classes))).astype(config.dtype)
+    b = (0.01 * rng.standard_normal(data.n_classes)).astype(config.dtype)
+    for e in (ref, fused):
+        e.set_params(W, b)
+    return ref, fused
+
+
+@pytest.mark.parametrize("density", [0.2, 0.9], ids=["sparse", "dense"])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("drop_last", [True, False], ids=["drop_last", "short_last_batch"])
+@pytest.mark.parametrize("penalty", [{}, {"l1": 1e-3}, {"l2": 1e-2}, {"l1": 1e-4, "l2": 1e-3}],
+                         ids=["plain", "l1", "l2", "l1+l2"])
+def test_fused_matches_the_numpy_reference(need_fused, density, dtype, drop_last, penalty):
+    data = _dataset(density=density)
+    config = TrainConfig(batch_size=50, learning_rate=0.1, drop_last=drop_last, dtype=dtype, **penalty)
+    ref, fused = _pair(data, config)
+    assert fused.layout["train"].startswith("sparse" if density < 0.5 else "dense")
+    assert ref.n_train_batches == fused.n_train_batches == (4 if drop_last else 5)
+    for chunk in (range(0, 2), range(2, fused.n_train_batches), range(0, fused.n_train_batches)):
+        s_ref, c_ref = ref.train(chunk)
+        s_fused, c_fused = fused.train(chunk)
+        assert c_ref == c_fused  # the short last minibatch counts its 30 examples
+        assert s_fused == pytest.approx(s_ref, rel=1e-5 if dtype == "float32" else 1e-12)
+        for a, b in zip(ref.get_params(), fused.get_params()):
+            assert a.dtype == b.dtype == np.dtype(dtype)
+            np.testing.assert_allclose(b, a, **TOLERANCE[dtype])
+    for split in ("valid", "test"):
+        assert fused.count_errors(split) == ref.count_errors(split)
+    assert fused.count_errors("test")[1] == (50 if drop_last else 90)
+
+
+def test_fused_results_do_not_depend_on_the_thread_count(need_fused):
+    data = _dataset(n_train=500, n_in=300, density=0.15)
+    config = TrainConfig(batch_size=64)
+    results = []
+    for threads in (1, 2, 3):
+        _, fused = _pair(data, config, threads=threads)
+        assert fused.threads == threads
+        nll, _ = fused.train(range(fused.n_train_batches))
+        results.append((nll, *fused.get_params()))
+    for other in results[1:]:
+        assert other[0] == results[0][0]
+        np.testing.assert_array_equal(other[1], results[0][1])
+        np.testing.assert_array_equal(other[2], results[0][2])
+
+
+def test_train_never_makes_the_float_copy_of_the_splits(need_fused):
+    data = _dataset()
+    for engine in ("numpy", "fused"):
+        train(data, TrainConfig(batch_size=50, n_epochs=2), engine=engine)
+    assert all("images" not in data.split(s).__dict__ for s in ("train", "valid", "test"))
+
+
+def test_registry_names_and_errors(need_fused):
+    data = _dataset()
+    config = TrainConfig(batch_size=50)
+    assert "numpy" in available_engines() and "fused" in available_engines()
+    expected = "gpu" if "gpu" in available_engines() else "fused"
+    assert resolve("auto") == expected and make_engine("auto", data, config).name == expected
+    assert make_engine("numpy", data, config).threads == 1
+    assert make_engine("fused", data, config).threads == default_threads() == len(os.sched_getaffinity(0))
+    with pytest.raises(ConfigError, match=r"engine: expected one of auto, numpy, fused, gpu, found 'cuda'"):
+        make_engine("cuda", data, config)
+    with pytest.raises(ConfigError, match=r"threads: expected an integer >= 1, found 0"):
+        make_engine("fused", data, config, threads=0)
+    if "gpu" not in available_engines():
+        with pytest.raises(ConfigError):
+            make_engine("gpu", data, config)
+
+
+def test_float_images_fall_back_to_the_numpy_engine(need_fused):
+    data = _dataset()
+    floats = Dataset(*(Split(labels=s.labels, _images=s.pixels / np.float32(255)) for s in
+                       (data.train, data.valid, data.test)), source=Path("f"), identity="floats")
+    with pytest.raises(ConfigError, match=r"engine 'fused': expected uint8 pixels"):
+        make_engine("fused", floats, TrainConfig())
+    if "gpu" not in available_engines():
+        assert make_engine("auto", floats, TrainConfig()).name == "numpy"
+
+
+def test_thread_chooser_prefers_the_faster_and_probes_the_other():
+    chooser = ThreadChooser(4)
+    assert chooser.pick() == 4
+    chooser.record(4, 1.0, 10)  # 0.1 s per unit
+    assert chooser.pick() == 1
+    chooser.record(1, 0.3, 10)  # 0.03 s per unit: one thread is faster (a busy machine)
+    picks = [chooser.pick() for _ in range(16)]
+    assert picks.count(1) == 14 and picks.count(4) == 2  # every 8th call measures 4 threads again
+    assert chooser.current == 1
+    assert ThreadChooser(4, fixed=True).options == (4,) and ThreadChooser(1).options == (1,)
+
+
+@pytest.mark.realdata
+def test_fused_agrees_with_numpy_after_one_epoch_of_mnist(need_fused, real_mnist):
+    config = preset("tutorial")
+    ref, fused = make_engine("numpy", real_mnist, config), make_engine("fused", real_mnist, config)
+    assert fused.layout["train"].startswith("sparse")
+    nll_ref, _ = ref.train(range(ref.n_train_batches))
+    nll_fused, _ = fused.train(range(fused.n_train_batches))
+    assert nll_fused == pytest.approx(nll_ref, rel=1e-6)
+    for a, b in zip(ref.get_params(), fused.get_params()):
+        np.testing.assert_allclose(b, a, **TOLERANCE["float32"])
+    assert fused.count_errors("valid") == ref.count_errors("valid")
+
+
+def test_numpy_engine_is_the_reference_on_float_images():
+    data = _dataset()
+    engine = NumpyEngine(data, batch_size=50, learning_rate=0.1)
+    x = data.train.pixels[:50].astype(np.float32) / 256
+    from logreg_mnist.model import cost_and_grad
+
+    _, _, gW, gb = cost_and_grad(engine.W, engine.b, x, data.train.labels[:50])
+    engine.train(range(1))
+    np.testing.assert_array_equal(engine.W, -np.float32(0.1) * gW)
+    np.testing.assert_array_equal(engine.b, -np.float32(0.1) * gb)
+
+
+def test_cli_engine_and_threads_are_run_time_choices(need_fused, cli_data_dir, tmp_path, capsys):
+    from logreg_mnist.cli import main
+
+    out = tmp_path / "run"
+    args = ["train", "--batch-size", "500", "--n-epochs", "2", "--no-progress", "--data-dir", str(cli_data_dir)]
+    assert main([*args, "--out", str(out), "--engine", "fused", "--threads", "1"]) == 0
+    recorded = json.loads((out / "config.json").read_text())
+    assert recorded["engine"] == "fused" and "engine" not in recorded["config"] and "threads" not in recorded["config"]
+    # a resumed run may use another engine: the configuration is the same
+    assert main(["train", "--resume", str(out), "--engine", "numpy", "--no-progress",
+                 "--data-dir", str(cli_data_dir)]) == 0
+    capsys.readouterr()
+    assert main([*args, "--threads", "0", "--out", str(tmp_path / "bad")]) == 2
+    assert "threads: expected an integer >= 1, found 0" in capsys.readouterr().err
+
+
+def test_checkpoints_are_coalesced_and_resume_still_ends_where_a_run_ends(tmp_path, monkeypatch):
+    """With writes coalesced (here: never before the end), an interrupted run still leaves its
+    last finished epoch to resume from, and the resumed run ends as the uninterrupted one."""
+    import importlib
+
+    train_module = importlib.import_module("logreg_mnist.train")
+    from logreg_mnist.persistence import read_history
+    from logreg_mnist.reporting import Reporter
+    from logreg_mnist.run import RunDir
+
+    class InterruptAt(Reporter):
+        def validation(self, epoch, minibatch, n_batches, error):
+            if epoch == 5:
+                raise KeyboardInterrupt
+
+    saves = []
+    original = RunDir.save
+    monkeypatch.setattr(RunDir, "save", lambda self, name, *a: (saves.append(name), original(self, name, *a)))
+    monkeypatch.setattr(train_module, "SAVE_INTERVAL", float("inf"))
+    data = _dataset(n_train=300)
+    config = TrainConfig(batch_size=50, learning_rate=0.05, patience=60, n_epochs=30)
+    ref_model, ref = train(data, config, tmp_path / "ref", engine="numpy")
+    assert saves.count("checkpoint.safetensors") == 1 and saves.count("best.safetensors") <= 2
+    with pytest.raises(KeyboardInterrupt):
+        train(data, config, tmp_path / "run", reporter=InterruptAt(), engine="numpy")
+    assert len(read_history(tmp_path / "run")) == 4
+    model, history = train(data, config, tmp_path / "run", resume=True, engine="numpy")
+    np.testing.assert_array_equal(model.W, ref_model.W)
+    assert (history.epochs, history.best_epoch, history.test_error) == (ref.epochs, ref.best_epoch, ref.test_error)
