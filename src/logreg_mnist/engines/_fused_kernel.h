@@ -3,7 +3,10 @@
  *
  * Rows are uint8 pixels u (the value is u / 256). A row is either sparse (CSR: its non-zero
  * pixels' column indices `idx` (uint16) and values `val`) or dense (all n_in values, idx NULL).
- * W is (n_in, KP) row-major, KP = n_out rounded up to a multiple of 8; columns >= n_out are 0.
+ * W is (n_in, KP) row-major with KP = n_out when n_out fills at least one SIMD vector (rows are
+ * not padded, so that W and the minibatch's d fit the L1 cache), else one vector (columns >= n_out
+ * are 0). A row of KP values is NV vectors; the last one may overlap the one before it (vector v
+ * starts at OFF(v)); overlapping lanes compute the same sums in the same order, so they agree.
  * Sums over pixels are kept unscaled and multiplied by 1/256 once (exact: a power of two).
  */
 
@@ -15,34 +18,38 @@
 typedef REAL FN(vec) __attribute__((vector_size(32), aligned(sizeof(REAL))));
 #define V FN(vec)
 #define LANES ((int)(32 / sizeof(REAL)))
+#define NVEC(KP) (((KP) + LANES - 1) / LANES)
+#define OFF(v, KP) ((v) * LANES < (KP) - LANES ? (v) * LANES : (KP) - LANES)
 
 /* The uint8 -> REAL conversion as a table: one broadcast load instead of a convert and a shuffle. */
 static REAL FN(u8)[256];
 static void FN(init_table)(void) { for (int i = 0; i < 256; i++) FN(u8)[i] = (REAL)i; }
 
-/* acc[0:KP] = sum_t val[t] * M[row(t), :] (unscaled), row(t) = idx[t], or t for dense rows (idx NULL).
+/* acc[v] (the columns from OFF(v)) = sum_t val[t] * M[row(t), :] (unscaled), row(t) = idx[t], or t for dense rows (idx NULL).
  * Four interleaved accumulators per vector hide the FMA latency; they are added in a fixed order. */
 static inline __attribute__((always_inline)) void FN(gather_sum)(
     const uint8_t *restrict val, const uint16_t *restrict idx, int64_t cnt,
     const REAL *restrict M, const int KP, V *restrict out)
 {
-    const int NV = KP / LANES;
+    const int NV = NVEC(KP);
     V a0[KP_MAX / 4], a1[KP_MAX / 4], a2[KP_MAX / 4], a3[KP_MAX / 4];
     for (int v = 0; v < NV; v++) { a0[v] = (V){0}; a1[v] = (V){0}; a2[v] = (V){0}; a3[v] = (V){0}; }
     int64_t t = 0;
-#define ROW(q) ((const V *)(M + (size_t)(idx ? idx[q] : (q)) * KP))
+#define ROW(q) (M + (size_t)(idx ? idx[q] : (q)) * KP)
+#define AT(row, v) (*(const V *)((row) + OFF(v, KP)))
     for (; t + 3 < cnt; t += 4) {
         const REAL u0 = FN(u8)[val[t]], u1 = FN(u8)[val[t + 1]], u2 = FN(u8)[val[t + 2]], u3 = FN(u8)[val[t + 3]];
-        const V *w0 = ROW(t), *w1 = ROW(t + 1), *w2 = ROW(t + 2), *w3 = ROW(t + 3);
+        const REAL *w0 = ROW(t), *w1 = ROW(t + 1), *w2 = ROW(t + 2), *w3 = ROW(t + 3);
         for (int v = 0; v < NV; v++) {
-            a0[v] += u0 * w0[v]; a1[v] += u1 * w1[v]; a2[v] += u2 * w2[v]; a3[v] += u3 * w3[v];
+            a0[v] += u0 * AT(w0, v); a1[v] += u1 * AT(w1, v); a2[v] += u2 * AT(w2, v); a3[v] += u3 * AT(w3, v);
         }
     }
     for (; t < cnt; t++) {
         const REAL u0 = FN(u8)[val[t]];
-        const V *w0 = ROW(t);
-        for (int v = 0; v < NV; v++) a0[v] += u0 * w0[v];
+        const REAL *w0 = ROW(t);
+        for (int v = 0; v < NV; v++) a0[v] += u0 * AT(w0, v);
     }
+#undef AT
 #undef ROW
     for (int v = 0; v < NV; v++) out[v] = (a0[v] + a1[v]) + (a2[v] + a3[v]);
 }
@@ -52,14 +59,18 @@ static inline __attribute__((always_inline)) void FN(fwd)(
     const uint8_t *restrict val, const uint16_t *restrict idx, int64_t cnt,
     const REAL *restrict W, const int KP, REAL *restrict z)
 {
-    FN(gather_sum)(val, idx, cnt, W, KP, (V *)z);
+    V acc[KP_MAX / 4];
+    FN(gather_sum)(val, idx, cnt, W, KP, acc);
+    for (int v = 0; v < NVEC(KP); v++) *(V *)(z + OFF(v, KP)) = acc[v];
 }
 
 /* g[0:KP] += u * d[0:KP] */
 static inline __attribute__((always_inline)) void FN(axpy)(REAL u, const REAL *restrict d, REAL *restrict g, const int KP)
 {
-    const int NV = KP / LANES;
-    for (int v = 0; v < NV; v++) ((V *)g)[v] += u * ((const V *)d)[v];
+    const int NV = NVEC(KP);
+    V out[KP_MAX / 4];  /* all read before any is written: overlapping lanes get the same value */
+    for (int v = 0; v < NV; v++) out[v] = *(V *)(g + OFF(v, KP)) + u * *(const V *)(d + OFF(v, KP));
+    for (int v = 0; v < NV; v++) *(V *)(g + OFF(v, KP)) = out[v];
 }
 
 /* Softmax of one row's logits and its NLL; d = (P - onehot(y)) / n, the reference's formulas
@@ -85,24 +96,27 @@ static inline __attribute__((always_inline)) void FN(update_csc)(
     const int64_t *restrict cp, const uint16_t *restrict crow, const uint8_t *restrict cval,
     const REAL *restrict D, REAL *restrict W, int j0, int j1, REAL lr, REAL l1, REAL l2x2, const int KP)
 {
-    const int NV = KP / LANES;
+    const int NV = NVEC(KP);
     const REAL scale = (REAL)(1.0 / 256.0);
     for (int j = j0; j < j1; j++) {
         V acc[KP_MAX / 4];
         FN(gather_sum)(cval + cp[j], crow + cp[j], cp[j + 1] - cp[j], D, KP, acc);
-        V *w = (V *)(W + (size_t)j * KP);
+        REAL *w = W + (size_t)j * KP;
+        V next[KP_MAX / 4];  /* all read before any is written: overlapping lanes get the same value */
         for (int v = 0; v < NV; v++) {
+            const V wv = *(V *)(w + OFF(v, KP));
             V g = acc[v] * scale;
             if (l1 != 0 || l2x2 != 0) {  /* penalties: + l1 sign(W) + 2 l2 W, as the reference adds them */
                 REAL *gs = (REAL *)&g;
-                const REAL *ws = (const REAL *)&w[v];
+                const REAL *ws = (const REAL *)&wv;
                 for (int k = 0; k < LANES; k++) {
                     if (l1 != 0) gs[k] += l1 * (REAL)((ws[k] > 0) - (ws[k] < 0));
                     if (l2x2 != 0) gs[k] += l2x2 * ws[k];
                 }
             }
-            w[v] -= lr * g;
+            next[v] = wv - lr * g;
         }
+        for (int v = 0; v < NV; v++) *(V *)(w + OFF(v, KP)) = next[v];
     }
 }
 
@@ -174,9 +188,9 @@ static double FN(sgd)(
                 if (idx) { v = val + indptr[r]; ix = idx + indptr[r]; cnt = indptr[r + 1] - indptr[r]; }
                 else { v = val + (size_t)r * n_in; ix = NULL; cnt = n_in; }
                 REAL *d = D + (r - start) * KP;
-                if (KP == 16) {
-                    FN(fwd)(v, ix, cnt, W, 16, z);
-                    nll[r - start] = FN(softmax_delta)(z, b, labels[r], n_out, 16, rn, d);
+                if (KP == 10) {
+                    FN(fwd)(v, ix, cnt, W, 10, z);
+                    nll[r - start] = FN(softmax_delta)(z, b, labels[r], n_out, 10, rn, d);
                 } else {
                     FN(fwd)(v, ix, cnt, W, KP, z);
                     nll[r - start] = FN(softmax_delta)(z, b, labels[r], n_out, KP, rn, d);
@@ -186,7 +200,7 @@ static double FN(sgd)(
                 /* this minibatch's columns (CSC): g_j = sum over its rows, in row order within
                    each of two interleaved accumulators, then the update of W's row j */
                 const int64_t *cp = colptr + ib * (int64_t)(n_in + 1);
-                if (KP == 16) FN(update_csc)(cp, crow, cval, D, W, j0, j1, lr, l1, l2x2, 16);
+                if (KP == 10) FN(update_csc)(cp, crow, cval, D, W, j0, j1, lr, l1, l2x2, 10);
                 else FN(update_csc)(cp, crow, cval, D, W, j0, j1, lr, l1, l2x2, KP);
             } else {
             for (size_t q = (size_t)j0 * KP; q < (size_t)j1 * KP; q++) G[q] = 0;
@@ -197,7 +211,7 @@ static double FN(sgd)(
                     int64_t p = (j0 == 0) ? lo : FN(lower_bound)(idx, lo, hi, j0);
                     for (; p < hi && idx[p] < j1; p++) {
                         REAL *g = G + (size_t)idx[p] * KP;
-                        if (KP == 16) FN(axpy)((REAL)val[p], d, g, 16); else FN(axpy)((REAL)val[p], d, g, KP);
+                        if (KP == 10) FN(axpy)((REAL)val[p], d, g, 10); else FN(axpy)((REAL)val[p], d, g, KP);
                     }
                 } else {
                     const uint8_t *v = val + (size_t)r * n_in;
@@ -244,7 +258,7 @@ static int64_t FN(errors)(
         const uint8_t *v; const uint16_t *ix; int64_t cnt;
         if (idx) { v = val + indptr[r]; ix = idx + indptr[r]; cnt = indptr[r + 1] - indptr[r]; }
         else { v = val + (size_t)r * n_in; ix = NULL; cnt = n_in; }
-        if (KP == 16) FN(fwd)(v, ix, cnt, W, 16, z); else FN(fwd)(v, ix, cnt, W, KP, z);
+        if (KP == 10) FN(fwd)(v, ix, cnt, W, 10, z); else FN(fwd)(v, ix, cnt, W, KP, z);
         const REAL scale = (REAL)(1.0 / 256.0);
         int best = 0;
         REAL top = z[0] * scale + b[0];
@@ -259,6 +273,8 @@ static int64_t FN(errors)(
 
 #undef V
 #undef LANES
+#undef NVEC
+#undef OFF
 #undef FN
 #undef CAT
 #undef CAT_

@@ -6,8 +6,10 @@ values (uint8) of its non-zero pixels (MNIST: 19 % of the pixels, about 150 per
 image; 3 bytes each, 23 MB for the 50,000 training images). A split that is
 denser than :data:`DENSE_ABOVE` is used as its uint8 rows instead. No float copy
 of the data is made; a pixel ``u`` enters the arithmetic as ``u / 256``, the
-division applied once to each sum (exact: a power of two). ``W`` is kept as
-(n_in, n_out rounded up to 8) so that a row of it is whole SIMD registers.
+division applied once to each sum (exact: a power of two). ``W`` (n_in, n_out)
+is kept unpadded (31 KB for MNIST in float32, so that it and the minibatch's
+``dcost/dlogits`` stay in the L1 cache); a row is read as SIMD vectors of 8
+floats, the last overlapping the one before (at least 8 columns are stored).
 
 Arithmetic (the C kernel ``_fused``, AVX2 + FMA when the CPU has them): per
 minibatch, the logits, softmax, NLL and ``dcost/dlogits`` of each row (rows split
@@ -157,7 +159,7 @@ class FusedEngine:
         self.l1, self.l2x2 = float(l1), float(2 * l2)
         self.drop_last = drop_last
         self.n_out = data.n_classes
-        self.kp = -(-self.n_out // 8) * 8
+        self.kp = max(self.n_out, 32 // self.dtype.itemsize)  # row stride: unpadded, at least one SIMD vector
         if self.kp > _KP_MAX:
             raise ConfigError(f"engine 'fused': expected at most 256 classes, found {self.n_out}")
         self._rows = {}
