@@ -82,7 +82,7 @@ class _Timed:
             self.eval_s += time.perf_counter() - t
 
 
-def throughput(data, engines: list[str], repeat: int) -> None:
+def throughput(data, engines: list[tuple[str, int | None]], repeat: int) -> None:
     arrays = []
     for name in ("train", "valid", "test"):
         s = data.split(name)
@@ -94,14 +94,14 @@ def throughput(data, engines: list[str], repeat: int) -> None:
         t = time.perf_counter()
         epochs, _, test = plain_numpy_loop(*arrays)
         runs.setdefault("plain NumPy loop", []).append((time.perf_counter() - t, epochs, test))
-        for name in engines:
-            engine = _Timed(make_engine(name, data, config))
-            label = f"{engine.name} engine"
+        for name, threads in engines:
+            engine = _Timed(make_engine(name, data, config, threads=threads))
+            label = f"{engine.name} engine" + (f", {threads} thread{'s' if threads > 1 else ''}" if threads else "")
             t = time.perf_counter()
             _, history = train(data, config, None, engine=engine)
             seconds = time.perf_counter() - t
             runs.setdefault(label, []).append((seconds, history.epochs, history.test_error))
-            if name == "fused":
+            if name == "fused" and threads is None:
                 breakdown = (seconds, engine.train_s, engine.eval_s)
     base = statistics.median(s for s, _, _ in runs["plain NumPy loop"])
     base_epochs = runs["plain NumPy loop"][0][1]
@@ -211,7 +211,10 @@ def main() -> None:
 
         info = kernel_info()
         print(f"fused kernel: {info['simd']}, OpenMP {'on' if info['openmp'] else 'off'}")
-    throughput(data, engines, repeat)
+    runs = [(name, None) for name in engines]
+    if "fused" in engines:
+        runs.append(("fused", 1))
+    throughput(data, runs, repeat)
     whole_process(data_dir, repeat)
     startup(data, max(repeat, 3))
 

@@ -135,9 +135,16 @@ def test_thread_chooser_prefers_the_faster_and_probes_the_other():
     chooser.record(4, 1.0, 10)  # 0.1 s per unit
     assert chooser.pick() == 1
     chooser.record(1, 0.3, 10)  # 0.03 s per unit: one thread is faster (a busy machine)
-    picks = [chooser.pick() for _ in range(16)]
-    assert picks.count(1) == 14 and picks.count(4) == 2  # every 8th call measures 4 threads again
+    picks = []
+    for _ in range(8 + 16 + 32):
+        picks.append(chooser.pick())
+        chooser.record(picks[-1], 0.3 if picks[-1] == 1 else 1.0, 10)
+    # 4 threads measured again after 8 calls, then 16, then 32: the probes back off
+    assert [i for i, t in enumerate(picks) if t == 4] == [7, 23, 55]
     assert chooser.current == 1
+    for _ in range(3):  # the machine becomes idle: 4 threads win the next probe and are kept
+        chooser.record(4, 0.05, 10)
+    assert chooser.current == 4 and chooser.pick() == 4
     assert ThreadChooser(4, fixed=True).options == (4,) and ThreadChooser(1).options == (1,)
 
 

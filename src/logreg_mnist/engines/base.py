@@ -69,7 +69,9 @@ class ThreadChooser:
     time slices, and one thread is several times faster. Engines whose results do not
     depend on the thread count use this to adapt while they run: each call runs with
     the choice that has been faster (an exponential average of seconds per unit of
-    work), and every :attr:`PROBE_EVERY` calls the other choice is measured again.
+    work), and the other choice is measured again after :attr:`PROBE_EVERY` calls, an
+    interval that doubles (up to :attr:`PROBE_MAX`) each time the probe confirms the
+    choice, and starts again from :attr:`PROBE_EVERY` when the preference changes.
 
     Args:
         threads: the most threads to use.
@@ -77,22 +79,29 @@ class ThreadChooser:
     """
 
     PROBE_EVERY = 8
+    PROBE_MAX = 64
     _DECAY = 0.5
 
     def __init__(self, threads: int, *, fixed: bool = False):
         self.threads = threads
         self.options = (threads,) if fixed or threads == 1 else (threads, 1)
         self._speed: dict[int, float] = {}
-        self._calls = 0
+        self._since_probe = 0
+        self._interval = self.PROBE_EVERY
+        self._preferred: int | None = None
 
     def pick(self) -> int:
         """The thread count for the next call."""
-        self._calls += 1
         unmeasured = [t for t in self.options if t not in self._speed]
         if unmeasured:
             return unmeasured[0]
-        best = min(self.options, key=self._speed.__getitem__)
-        if len(self.options) > 1 and self._calls % self.PROBE_EVERY == 0:
+        best = self.current
+        if best != self._preferred:  # a new preference: probe often again
+            self._preferred, self._interval, self._since_probe = best, self.PROBE_EVERY, 0
+        self._since_probe += 1
+        if len(self.options) > 1 and self._since_probe >= self._interval:
+            self._since_probe = 0
+            self._interval = min(2 * self._interval, self.PROBE_MAX)
             return next(t for t in self.options if t != best)
         return best
 
