@@ -119,19 +119,31 @@ def throughput(data, engines: list[tuple[str, int | None]], repeat: int) -> None
               f"validation/test errors, {(total - train_s - eval_s) / total:.0%} in the Python driver")
 
 
+# Runs a command and writes "seconds peak_rss_kib" of it to a file. A child's ru_maxrss also counts
+# the memory of the process that forked it (until exec), so children are started from this small
+# launcher rather than from the benchmark, which holds the dataset.
+_LAUNCHER = """
+import os, subprocess, sys, time
+t = time.perf_counter()
+p = subprocess.Popen(sys.argv[2:])
+_, status, usage = os.wait4(p.pid, 0)
+p.returncode = os.waitstatus_to_exitcode(status)
+with open(sys.argv[1], "w") as f:
+    f.write(f"{time.perf_counter() - t} {usage.ru_maxrss}")
+sys.exit(p.returncode)
+"""
+
+
 def _run(cmd: list[str], env: dict[str, str]) -> tuple[float, float, str]:
-    """(wall seconds, peak RSS in MiB, stdout) of one child process (its own ru_maxrss, from wait4)."""
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        t = time.perf_counter()
-        proc = subprocess.Popen(cmd, stdout=out, stderr=err, env=env)
-        _, status, usage = os.wait4(proc.pid, 0)
-        seconds = time.perf_counter() - t
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        out.seek(0)
-        err.seek(0)
+    """(wall seconds, peak RSS in MiB, stdout) of one child process."""
+    with tempfile.TemporaryDirectory(prefix="bench-run-") as tmp:
+        report = Path(tmp) / "report"
+        proc = subprocess.run([sys.executable, "-c", _LAUNCHER, str(report), *cmd], capture_output=True,
+                              text=True, env=env)
         if proc.returncode != 0:
-            raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}): {err.read().decode()[-2000:]}")
-        return seconds, usage.ru_maxrss / 1024, out.read().decode()
+            raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}): {proc.stderr[-2000:]}")
+        seconds, rss_kib = report.read_text().split()
+    return float(seconds), float(rss_kib) / 1024, proc.stdout
 
 
 def whole_process(data_dir: Path, repeat: int) -> None:
