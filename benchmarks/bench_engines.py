@@ -90,10 +90,16 @@ def throughput(data, engines: list[tuple[str, int | None]], repeat: int) -> None
     config = preset("tutorial")
     runs: dict[str, list[tuple[float, int, float]]] = {}
     breakdown = None
+    from threadpoolctl import threadpool_limits
+
     for _ in range(repeat):
         t = time.perf_counter()
         epochs, _, test = plain_numpy_loop(*arrays)
         runs.setdefault("plain NumPy loop", []).append((time.perf_counter() - t, epochs, test))
+        with threadpool_limits(1):  # the same loop without BLAS threads (what a busy machine favours)
+            t = time.perf_counter()
+            epochs, _, test = plain_numpy_loop(*arrays)
+        runs.setdefault("plain NumPy loop, 1 BLAS thread", []).append((time.perf_counter() - t, epochs, test))
         for name, threads in engines:
             engine = _Timed(make_engine(name, data, config, threads=threads))
             label = f"{engine.name} engine" + (f", {threads} thread{'s' if threads > 1 else ''}" if threads else "")
