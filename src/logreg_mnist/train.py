@@ -100,8 +100,8 @@ def train(
         engine: the SGD engine, by name (``auto``, ``numpy``, ``fused``, ``gpu``; see
             :mod:`logreg_mnist.engines`) or an engine object. A run-time choice: every
             engine computes the same algorithm (within its stated float tolerance).
-        threads: threads the engine (and BLAS) may use; None: the cores this process
-            may run on.
+        threads: threads the engine (and BLAS) use; None: the engine's choice (the
+            fused engine: up to the cores this process may run on, adapting; numpy: one).
 
     Returns:
         (best model, history).
