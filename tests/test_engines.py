@@ -80,6 +80,21 @@ def test_fused_matches_the_numpy_reference(need_fused, density, dtype, drop_last
     assert fused.count_errors("test")[1] == (50 if drop_last else 90)
 
 
+@pytest.mark.parametrize("n_classes", [2, 3, 19])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_fused_matches_the_reference_for_other_class_counts(need_fused, n_classes, dtype):
+    data = _dataset(n_classes=n_classes)
+    assert data.n_classes == n_classes
+    config = TrainConfig(batch_size=40, learning_rate=0.1, dtype=dtype, l2=1e-3)
+    ref, fused = _pair(data, config)
+    ref.train(range(ref.n_train_batches))
+    fused.train(range(fused.n_train_batches))
+    for a, b in zip(ref.get_params(), fused.get_params()):
+        assert b.shape == a.shape
+        np.testing.assert_allclose(b, a, **TOLERANCE[dtype])
+    assert fused.count_errors("test") == ref.count_errors("test")
+
+
 def test_fused_results_do_not_depend_on_the_thread_count(need_fused):
     data = _dataset(n_train=500, n_in=300, density=0.15)
     config = TrainConfig(batch_size=64)

@@ -6,10 +6,9 @@ values (uint8) of its non-zero pixels (MNIST: 19 % of the pixels, about 150 per
 image; 3 bytes each, 23 MB for the 50,000 training images). A split that is
 denser than :data:`DENSE_ABOVE` is used as its uint8 rows instead. No float copy
 of the data is made; a pixel ``u`` enters the arithmetic as ``u / 256``, the
-division applied once to each sum (exact: a power of two). ``W`` (n_in, n_out)
-is kept unpadded (31 KB for MNIST in float32, so that it and the minibatch's
-``dcost/dlogits`` stay in the L1 cache); a row is read as SIMD vectors of 8
-floats, the last overlapping the one before (at least 8 columns are stored).
+division applied once to each sum (exact: a power of two). ``W`` is kept as
+(n_in, n_out rounded up to 64 bytes), 64-byte aligned, so that a row of it is one
+cache line and whole SIMD vectors.
 
 Arithmetic (the C kernel ``_fused``, AVX2 + FMA when the CPU has them): per
 minibatch, the logits, softmax, NLL and ``dcost/dlogits`` of each row (rows split
@@ -71,6 +70,14 @@ def kernel_info() -> dict:
         raise ConfigError("engine 'fused': its compiled kernel is not built (reinstall with a C compiler: "
                           "pip install -e .); use --engine numpy")
     return _fused.info()
+
+
+def _aligned_zeros(shape: tuple[int, ...], dtype: np.dtype, align: int = 64) -> np.ndarray:
+    """A zeroed C-contiguous array whose data starts on an ``align``-byte boundary."""
+    n = int(np.prod(shape))
+    buffer = np.zeros(n * dtype.itemsize + align, np.uint8)
+    start = -buffer.ctypes.data % align
+    return buffer[start : start + n * dtype.itemsize].view(dtype).reshape(shape)
 
 
 class _Rows:
@@ -159,7 +166,8 @@ class FusedEngine:
         self.l1, self.l2x2 = float(l1), float(2 * l2)
         self.drop_last = drop_last
         self.n_out = data.n_classes
-        self.kp = max(self.n_out, 32 // self.dtype.itemsize)  # row stride: unpadded, at least one SIMD vector
+        per_line = 64 // self.dtype.itemsize
+        self.kp = -(-self.n_out // per_line) * per_line  # row stride: whole cache lines
         if self.kp > _KP_MAX:
             raise ConfigError(f"engine 'fused': expected at most 256 classes, found {self.n_out}")
         self._rows = {}
@@ -176,10 +184,10 @@ class FusedEngine:
         self.n_train_batches = n_batches(n, batch_size, drop_last)
         self._n_train_rows = self.n_train_batches * batch_size if drop_last else n
         self._rows["train"].add_minibatch_columns(self._n_train_rows, batch_size)
-        self.W = np.zeros((self.n_in, self.kp), self.dtype)
-        self.b = np.zeros(self.kp, self.dtype)
-        self._D = np.empty((batch_size, self.kp), self.dtype)
-        self._G = np.empty((self.n_in, self.kp), self.dtype)
+        self.W = _aligned_zeros((self.n_in, self.kp), self.dtype)
+        self.b = _aligned_zeros((self.kp,), self.dtype)
+        self._D = _aligned_zeros((batch_size, self.kp), self.dtype)
+        self._G = _aligned_zeros((self.n_in, self.kp), self.dtype)
         self._nll = np.empty(batch_size, np.float64)
 
     @property
