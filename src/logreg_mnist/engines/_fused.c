@@ -21,7 +21,9 @@
 #define EXP expf
 #define LOG logf
 #define SFX f32
+#define VEXP 1
 #include "_fused_kernel.h"
+#undef VEXP
 #undef SFX
 #undef REAL
 #undef EXP
@@ -44,7 +46,9 @@
 #define EXP expf
 #define LOG logf
 #define SFX f32_avx2
+#define VEXP 1
 #include "_fused_kernel.h"
+#undef VEXP
 #undef SFX
 #undef REAL
 #undef EXP

@@ -75,6 +75,30 @@ static inline __attribute__((always_inline)) void FN(axpy)(REAL u, const REAL *r
     for (int v = 0; v < NV; v++) *(V *)(g + OFF(v, KP)) = out[v];
 }
 
+#ifdef VEXP
+/* exp of a vector of floats at most 0 (the logits less their maximum), Cephes' expf: x = n ln2 + r,
+ * a degree-5 polynomial for exp(r), scaled by 2^n through the exponent bits; within 2 ulp. */
+typedef int32_t FN(ivec) __attribute__((vector_size(32)));
+static inline __attribute__((always_inline)) V FN(vexp)(V x)
+{
+    typedef FN(ivec) VI;
+    const V lo = (V){0} - 87.0f;
+    const VI low = x < lo;
+    x = (V)(((VI)x & ~low) | ((VI)lo & low));
+    const VI n = __builtin_convertvector(x * 1.44269504088896341f - 0.5f, VI);  /* round(x / ln2), x <= 0 */
+    const V nf = __builtin_convertvector(n, V);
+    const V r = (x - nf * 0.693359375f) - nf * -2.12194440e-4f;
+    V p = (V){0} + 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    const V y = p * (r * r) + r + 1.0f;
+    return y * (V)((n + 127) << 23);
+}
+#endif
+
 /* Softmax of one row's logits and its NLL; d = (P - onehot(y)) / n, the reference's formulas
  * (max shifted out) with P = exp(z - m) / sum exp(z - m): one exponential per class. */
 static inline __attribute__((always_inline)) double FN(softmax_delta)(
@@ -86,7 +110,12 @@ static inline __attribute__((always_inline)) double FN(softmax_delta)(
     m = z[0];
     for (int k = 1; k < n_out; k++) m = z[k] > m ? z[k] : m;
     REAL s = 0;
+#ifdef VEXP
+    for (int v = 0; v < NVEC(KP); v++) *(V *)(d + OFF(v, KP)) = FN(vexp)(*(V *)(z + OFF(v, KP)) - m);
+    for (int k = 0; k < n_out; k++) s += d[k];
+#else
     for (int k = 0; k < n_out; k++) { d[k] = EXP(z[k] - m); s += d[k]; }
+#endif
     const REAL inv = (REAL)1 / s;
     for (int k = 0; k < n_out; k++) d[k] = (d[k] * inv - (k == y)) / n;
     for (int k = n_out; k < KP; k++) d[k] = 0;
