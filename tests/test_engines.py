@@ -99,9 +99,9 @@ def test_fused_results_do_not_depend_on_the_thread_count(need_fused):
     data = _dataset(n_train=500, n_in=300, density=0.15)
     config = TrainConfig(batch_size=64)
     results = []
-    for threads in (1, 2, 3):
+    for threads in (1, 2, 3, None):  # None: adaptive, trying thread counts on a few minibatches at a time
         _, fused = _pair(data, config, threads=threads)
-        assert fused.threads == threads
+        assert fused.threads == (threads or default_threads())
         nll, _ = fused.train(range(fused.n_train_batches))
         results.append((nll, *fused.get_params()))
     for other in results[1:]:

@@ -238,13 +238,13 @@ static PyObject *csc_batches(PyObject *self, PyObject *args)
 static PyObject *sgd(PyObject *self, PyObject *args)
 {
     /* (val, idx|None, indptr|None, colptr|None, crow|None, cval|None, n_in, labels, W, b, colcum,
-        row0, n_rows, B, n_batches, lr, l1, l2x2, n_out, KP, threads, D, G, nll) */
+        row0, n_rows, B, n_batches, lr, l1, l2x2, n_out, KP, threads, D, G, nll, nll0) */
     PyObject *o[13];
     Py_ssize_t n_in, row0, n_rows, B, nb, n_out, KP, threads;
-    double lr, l1, l2x2;
-    if (!PyArg_ParseTuple(args, "OOOOOOnOOOOnnnndddnnnOOO", &o[0], &o[1], &o[2], &o[10], &o[11], &o[12], &n_in,
+    double lr, l1, l2x2, nll0;
+    if (!PyArg_ParseTuple(args, "OOOOOOnOOOOnnnndddnnnOOOd", &o[0], &o[1], &o[2], &o[10], &o[11], &o[12], &n_in,
                           &o[3], &o[4], &o[5], &o[6], &row0, &n_rows, &B, &nb, &lr, &l1, &l2x2, &n_out, &KP,
-                          &threads, &o[7], &o[8], &o[9]))
+                          &threads, &o[7], &o[8], &o[9], &nll0))
         return NULL;
     Buf b[13];
     memset(b, 0, sizeof b);
@@ -291,23 +291,23 @@ static PyObject *sgd(PyObject *self, PyObject *args)
         if (avx)
             total = sgd_f32_avx2(val, idx, ptr, n_in, colptr, crow, cval, b[3].view.buf, b[4].view.buf, b[5].view.buf, b[6].view.buf,
                                  row0, n_rows, B, nb, (float)lr, (float)l1, (float)l2x2, n_out, KP, threads,
-                                 b[7].view.buf, b[8].view.buf, b[9].view.buf);
+                                 b[7].view.buf, b[8].view.buf, b[9].view.buf, nll0);
         else
 #endif
             total = sgd_f32(val, idx, ptr, n_in, colptr, crow, cval, b[3].view.buf, b[4].view.buf, b[5].view.buf, b[6].view.buf,
                             row0, n_rows, B, nb, (float)lr, (float)l1, (float)l2x2, n_out, KP, threads,
-                            b[7].view.buf, b[8].view.buf, b[9].view.buf);
+                            b[7].view.buf, b[8].view.buf, b[9].view.buf, nll0);
     } else {
 #if HAVE_AVX2_CLONE
         if (avx)
             total = sgd_f64_avx2(val, idx, ptr, n_in, colptr, crow, cval, b[3].view.buf, b[4].view.buf, b[5].view.buf, b[6].view.buf,
                                  row0, n_rows, B, nb, lr, l1, l2x2, n_out, KP, threads,
-                                 b[7].view.buf, b[8].view.buf, b[9].view.buf);
+                                 b[7].view.buf, b[8].view.buf, b[9].view.buf, nll0);
         else
 #endif
             total = sgd_f64(val, idx, ptr, n_in, colptr, crow, cval, b[3].view.buf, b[4].view.buf, b[5].view.buf, b[6].view.buf,
                             row0, n_rows, B, nb, lr, l1, l2x2, n_out, KP, threads,
-                            b[7].view.buf, b[8].view.buf, b[9].view.buf);
+                            b[7].view.buf, b[8].view.buf, b[9].view.buf, nll0);
     }
     Py_END_ALLOW_THREADS
     release(b, 13);

@@ -185,16 +185,16 @@ static void FN(columns)(const int64_t *colcum, int n_in, int t, int nt, int *j0,
  *   order, for the pixels in its columns, and updates those rows of W; thread 0 updates b.
  * Every sum is taken in an order that does not depend on the number of threads, so the
  * result is bit-identical for any thread count.
- * Scratch: D (B * KP), G (n_in * KP), nll (B). Returns the summed NLL. */
+ * Scratch: D (B * KP), G (n_in * KP), nll (B). Returns total plus the NLL of each row, added in
+ * row order (so a run split into several calls sums exactly as one call). */
 static double FN(sgd)(
     const uint8_t *val, const uint16_t *idx, const int64_t *indptr, int n_in,
     const int64_t *colptr, const uint16_t *crow, const uint8_t *cval,
     const int64_t *labels, REAL *W, REAL *b, const int64_t *colcum,
     int64_t row0, int64_t n_rows, int64_t B, int64_t n_batches,
     REAL lr, REAL l1, REAL l2x2, int n_out, int KP, int threads,
-    REAL *D, REAL *G, double *nll)
+    REAL *D, REAL *G, double *nll, double total)
 {
-    double total = 0;
 #ifdef _OPENMP
 #pragma omp parallel num_threads(threads)
 #endif

@@ -113,6 +113,10 @@ class ThreadChooser:
         old = self._speed.get(threads)
         self._speed[threads] = per if old is None else self._DECAY * old + (1 - self._DECAY) * per
 
+    def measured(self, threads: int) -> bool:
+        """Whether ``threads`` has been timed yet."""
+        return threads in self._speed
+
     @property
     def current(self) -> int:
         """The thread count now preferred."""

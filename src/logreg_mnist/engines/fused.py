@@ -60,6 +60,7 @@ try:
 except ImportError:  # the optional extension was not built
     _fused = None
 
+PROBE_BATCHES = 8  # minibatches run with a thread count being tried
 DENSE_ABOVE = 0.5  # a split with more than this fraction of non-zero pixels is used dense
 _KP_MAX = 264
 
@@ -219,16 +220,29 @@ class FusedEngine:
             return 0.0, 0
         if batches.step != 1 or batches.start < 0 or batches.stop > self.n_train_batches:
             raise ValueError(f"expected consecutive minibatches within 0-{self.n_train_batches - 1}, found {batches}")
-        r = self._rows["train"]
-        row0 = batches.start * self.batch_size
-        threads = self._chooser.pick()
-        started = time.perf_counter()
-        total = _fused.sgd(r.values, r.indices, r.indptr, r.colptr, r.crow, r.cval, self.n_in, self._y["train"], self.W, self.b, r.colcum,
-                           row0, self._n_train_rows, self.batch_size, len(batches), self.lr, self.l1, self.l2x2,
-                           self.n_out, self.kp, threads, self._D, self._G, self._nll)
-        self._chooser.record(threads, time.perf_counter() - started, len(batches))
-        count = min(batches.stop * self.batch_size, self._n_train_rows) - row0
+        total, count = 0.0, 0
+        start = batches.start
+        while start < batches.stop:
+            threads = self._chooser.pick()
+            # A thread count being tried (or tried again) runs a few minibatches only, so that
+            # a bad choice on a busy machine costs little.
+            trying = threads != self._chooser.current or not self._chooser.measured(threads)
+            stop = min(batches.stop, start + PROBE_BATCHES) if trying else batches.stop
+            began = time.perf_counter()
+            total, c = self._steps(start, stop, threads, total)
+            self._chooser.record(threads, time.perf_counter() - began, stop - start)
+            count, start = count + c, stop
         return total, count
+
+    def _steps(self, start: int, stop: int, threads: int, nll: float) -> tuple[float, int]:
+        """Minibatches ``start`` to ``stop - 1`` in one call into the kernel: (nll + their NLL, examples)."""
+        r = self._rows["train"]
+        row0 = start * self.batch_size
+        total = _fused.sgd(r.values, r.indices, r.indptr, r.colptr, r.crow, r.cval, self.n_in, self._y["train"],
+                           self.W, self.b, r.colcum, row0, self._n_train_rows, self.batch_size, stop - start,
+                           self.lr, self.l1, self.l2x2, self.n_out, self.kp, threads, self._D, self._G, self._nll,
+                           nll)
+        return total, min(stop * self.batch_size, self._n_train_rows) - row0
 
     def counted(self, split: str) -> int:
         """How many examples of ``split`` are scored."""
