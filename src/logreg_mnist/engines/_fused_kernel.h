@@ -259,12 +259,15 @@ static double FN(sgd)(
                 }
             }
             }
-            if (t == 0) {
-                for (int k = 0; k < n_out; k++) {
-                    REAL gb = 0;
-                    for (int64_t r = 0; r < n; r++) gb += D[r * KP + k];
-                    b[k] -= lr * gb;
-                }
+            if (t == 0) {  /* b's gradient: the rows of d summed in row order, a vector at a time */
+                V gb[KP_MAX / 4];
+                const int NV = NVEC(KP);
+                for (int v = 0; v < NV; v++) gb[v] = (V){0};
+                for (int64_t r = 0; r < n; r++)
+                    for (int v = 0; v < NV; v++) gb[v] += *(const V *)(D + r * KP + OFF(v, KP));
+                REAL g[KP_MAX];
+                for (int v = 0; v < NV; v++) *(V *)(g + OFF(v, KP)) = gb[v];
+                for (int k = 0; k < n_out; k++) b[k] -= lr * g[k];
                 for (int64_t r = 0; r < n; r++) total += nll[r];
             }
 #ifdef _OPENMP
