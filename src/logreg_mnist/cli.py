@@ -49,6 +49,15 @@ def _add_data_dir(p: argparse.ArgumentParser) -> None:
                         "(default: $LOGREG_MNIST_DATA_DIR, else the user cache, downloading if needed)")
 
 
+def _add_engine_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--engine", choices=["auto", "numpy", "gpu"], default="auto",
+                   help="auto: gpu when JAX sees a GPU, else numpy; numpy: the reference on the CPU; gpu: JAX "
+                        "with the data on the device (pip install 'logreg-mnist[gpu]') (default: auto)")
+    p.add_argument("--max-resident", metavar="SIZE", default=None,
+                   help="memory budget for the data an engine holds, e.g. 512M or 2G; larger data are read "
+                        "from the uncompressed IDX files in chunks (default: a quarter of the available memory)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="logreg-mnist",
@@ -86,6 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="progress bar on stderr (default: when stderr is a terminal)")
     _add_data_dir(p)
+    _add_engine_args(p)
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("predict", help="predict digits with a saved model",
@@ -137,10 +147,10 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_INTERRUPTED
 
 
-def _load_data(args, *, download: bool = True):
+def _load_data(args, *, download: bool = True, max_resident: int | None = None):
     from .data import load_mnist
 
-    return load_mnist(args.data_dir, download=download, progress=True)
+    return load_mnist(args.data_dir, download=download, progress=True, max_resident=max_resident)
 
 
 def cmd_data(args) -> int:
@@ -186,7 +196,10 @@ def cmd_train(args) -> int:
         out = Path(args.out) if args.out else None
         if out is not None and (out / io.CONFIG).exists():
             raise ConfigError(f"{out} already holds a run; continue it with --resume {out} or choose another --out")
-    data = _load_data(args)
+    from .data.stream import default_max_resident, parse_size
+
+    max_resident = parse_size(args.max_resident) if args.max_resident is not None else default_max_resident()
+    data = _load_data(args, max_resident=max_resident)
     progress = sys.stderr.isatty() if args.progress is None else args.progress
     reporter = ConsoleReporter(sys.stdout, progress=progress)
     dry_scratch = config.dry_run and out is None
@@ -194,7 +207,8 @@ def cmd_train(args) -> int:
     with scratch as tmp:
         out = Path(tmp) if dry_scratch else (out or _new_run_dir())
         print(f"run directory: {out}")
-        _, history = train(data, config, out, reporter=reporter, resume=bool(args.resume))
+        _, history = train(data, config, out, reporter=reporter, resume=bool(args.resume), engine=args.engine,
+                           max_resident=max_resident)
         if not dry_scratch:
             unit = "epoch" if config.optimizer == "sgd" else "iteration"
             print(f"best model: {out / io.BEST} ({unit} {history.best_epoch}, validation error "

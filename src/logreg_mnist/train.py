@@ -23,6 +23,7 @@ import numpy as np
 from . import persistence as io
 from .config import TrainConfig, validation_frequency
 from .data import Dataset
+from .data.stream import chunk_bytes_for
 from .early_stopping import EarlyStopping
 from .engine import Engine, NumpyEngine
 from .errors import ConfigError, ModelFileError, TrainingDivergedError
@@ -56,12 +57,35 @@ class _State:
                    done=d.get("done", False))
 
 
-def make_engine(data: Dataset, config: TrainConfig) -> Engine:
-    """The engine for ``config``: the NumPy reference engine."""
-    return NumpyEngine(
-        data, batch_size=config.batch_size, learning_rate=config.learning_rate, l1=config.l1,
-        l2=config.l2, drop_last=config.drop_last, dtype=config.dtype,
-    )
+ENGINES = ("auto", "numpy", "gpu")
+
+
+def make_engine(data: Dataset, config: TrainConfig, name: str = "numpy", *,
+                max_resident: int | None = None) -> Engine:
+    """The engine ``name`` for ``config``: ``numpy`` (the reference), ``gpu`` (JAX, see
+    :mod:`logreg_mnist.engines.gpu`) or ``auto`` (gpu when JAX sees a GPU, else numpy).
+
+    Data larger than ``max_resident`` bytes as the engine holds them (default: a
+    fraction of the available memory) are read from their files in chunks.
+    """
+    kwargs = dict(batch_size=config.batch_size, learning_rate=config.learning_rate, l1=config.l1,
+                  l2=config.l2, drop_last=config.drop_last, dtype=config.dtype)
+    if name not in ENGINES:
+        raise ConfigError(f"engine: expected one of {', '.join(ENGINES)}, found {name!r}")
+    if name == "auto":
+        from .engines.gpu import gpu_available
+
+        name = "gpu" if gpu_available() else "numpy"
+    if name == "gpu":
+        from .engines.gpu import GpuEngine
+
+        return GpuEngine(data, max_resident=max_resident, **kwargs)
+    chunk = chunk_bytes_for(data, max_resident, np.dtype(config.dtype).itemsize)
+    if chunk is not None:
+        from .engines.chunked import ChunkedNumpyEngine
+
+        return ChunkedNumpyEngine(data, chunk_bytes=chunk, **kwargs)
+    return NumpyEngine(data, **kwargs)
 
 
 def initial_params(data: Dataset, config: TrainConfig) -> tuple[np.ndarray, np.ndarray]:
@@ -77,7 +101,8 @@ def train(
     *,
     reporter: Reporter | None = None,
     resume: bool = False,
-    engine: Engine | None = None,
+    engine: Engine | str | None = None,
+    max_resident: int | None = None,
 ) -> tuple[LogisticRegression, History]:
     """Train a :class:`LogisticRegression` on ``data`` as ``config`` says.
 
@@ -89,7 +114,10 @@ def train(
             snapshots; None keeps everything in memory.
         reporter: receives the chapter's printed lines and progress; None is silent.
         resume: continue the run in ``out_dir`` from its checkpoint.
-        engine: the SGD engine; by default :func:`make_engine`.
+        engine: the SGD engine, or an engine name for :func:`make_engine` (default numpy).
+        max_resident: memory budget in bytes for the data the engine holds; beyond it
+            the splits are read from their files in chunks (default: a fraction of the
+            available memory).
 
     Returns:
         (best model, history).
@@ -108,7 +136,8 @@ def train(
                               "is not saved); its best model is kept, or start a new run")
         return train_full_batch(data, config, out_dir, reporter=reporter)
     run = RunDir(out_dir)
-    engine = engine or make_engine(data, config)
+    if engine is None or isinstance(engine, str):
+        engine = make_engine(data, config, engine or "numpy", max_resident=max_resident)
     n_batches = engine.n_train_batches
     frequency = validation_frequency(n_batches, config.patience)
     history = History()

@@ -1,0 +1,1 @@
+"""Engines: where the minibatch updates and the error counts are computed."""
