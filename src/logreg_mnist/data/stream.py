@@ -189,8 +189,9 @@ class Rows:
         """Rows for ``split.pixels``; chunks of at most ``chunk_bytes`` (None: resident),
         rounded down to a ``multiple`` of rows (at least one multiple)."""
         if split.pixels is None:
-            raise ConfigError("out-of-core data needs uint8 pixels; this dataset has float images "
-                              "(a mnist.pkl.gz with values that are not multiples of 1/256?)")
+            raise ConfigError("expected uint8 pixels (the GPU engine and out-of-core training keep the data as "
+                              "uint8), found float images that are not multiples of 1/256 (a mnist.pkl.gz of "
+                              "other data?); use --engine numpy with a larger --max-resident")
         if chunk_bytes is None:
             return cls(split.pixels)
         rows = max(1, chunk_bytes // max(1, split.n_features)) // multiple * multiple

@@ -51,11 +51,14 @@ class ChunkedNumpyEngine:
         self._n_train_rows = min(n, self.n_train_batches * batch_size)
         self.W = np.zeros((data.n_features, data.n_classes), self.dtype)
         self.b = np.zeros(data.n_classes, self.dtype)
+        self._xbuf = np.empty((batch_size, data.n_features), self.dtype)  # one float minibatch, reused
 
     def _float(self, pixels: np.ndarray) -> np.ndarray:
-        """(k, n_in) uint8 -> (k, n_in) float ``pixels / 256``, as ``Split.images`` computes it."""
-        x = pixels.astype(np.float32) * PIXEL_SCALE
-        return x if self.dtype == np.float32 else x.astype(self.dtype)
+        """(k, n_in) uint8 -> (k, n_in) float ``pixels / 256`` (exact, as ``Split.images`` computes it),
+        in a reused buffer valid until the next call."""
+        if len(pixels) > len(self._xbuf):
+            self._xbuf = np.empty((len(pixels), pixels.shape[1]), self.dtype)
+        return np.multiply(pixels, self.dtype.type(PIXEL_SCALE), out=self._xbuf[: len(pixels)], dtype=self.dtype)
 
     def set_params(self, W: np.ndarray, b: np.ndarray) -> None:
         self.W = np.array(W, dtype=self.dtype)
