@@ -130,7 +130,8 @@ def test_engine_gpu_without_a_gpu_is_a_clear_user_error(data, monkeypatch, tmp_p
 
     monkeypatch.setattr(jax, "devices", devices)
     with pytest.raises(ConfigError, match=r"--engine gpu: expected a GPU, found JAX devices: cpu; install the CUDA "
-                                          r"build with pip install 'logreg-mnist\[gpu\]', or use --engine auto"):
+                                          r"build with pip install 'logreg-mnist\[gpu\]' \(and an NVIDIA driver\), "
+                                          r"or use --engine auto"):
         GpuEngine(data, batch_size=B, learning_rate=0.13)
     argv = ["train", "--data-dir", str(cli_data_dir), "--engine", "gpu", "--dry-run", "--no-progress"]
     assert main(argv) == 2

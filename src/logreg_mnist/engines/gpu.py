@@ -37,6 +37,7 @@ CPU backend, which is how the tests run it on machines without a GPU.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import os
 from contextlib import nullcontext
@@ -83,7 +84,8 @@ def _device(platform: str | None, *, required: bool = True):
     found = ", ".join(sorted({d.platform for d in jax.devices()})) or "none"
     wanted = f"a JAX {platform} device" if platform else "a GPU"
     raise ConfigError(f"--engine gpu: expected {wanted}, found JAX devices: {found}; install the CUDA build "
-                      "with pip install 'logreg-mnist[gpu]', or use --engine auto (the CPU engine)")
+                      "with pip install 'logreg-mnist[gpu]' (and an NVIDIA driver), or use --engine auto "
+                      "(the CPU engine)")
 
 
 def _x64_mode():
@@ -97,18 +99,9 @@ def _x64_mode():
     return enable_x64()
 
 
-def _compiled(dtype):
-    """The jitted functions, one set per dtype (jit caches the compilations per shape)."""
-    key = np.dtype(dtype).name
-    if key not in _FUNCTIONS:
-        _FUNCTIONS[key] = _build_functions()
-    return _FUNCTIONS[key]
-
-
-_FUNCTIONS: dict = {}
-
-
-def _build_functions():
+@functools.cache
+def _functions():
+    """The jitted functions (jit compiles per shape, dtype and x64 mode, and caches)."""
     import jax
     import jax.numpy as jnp
     from jax import lax
@@ -192,7 +185,7 @@ class GpuEngine:
         self._rows = {s: Rows.for_split(data.split(s), chunk, multiple=batch_size if s == "train" else 1)
                       for s in ("train", "valid", "test")}
         self._labels = {s: data.split(s).labels for s in ("train", "valid", "test")}
-        self._compiled = _compiled(self.dtype)
+        self._compiled = _functions()
         self._resident = {s: self._to_device(s) for s in self._rows if not self._rows[s].chunked}
         self.W = self.b = None
         self.set_params(np.zeros((data.n_features, self.n_classes), self.dtype), np.zeros(self.n_classes, self.dtype))
