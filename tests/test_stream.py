@@ -148,7 +148,8 @@ def test_gzip_too_large_is_decompressed_once_into_the_cache(tmp_path, monkeypatc
     write_dataset(tmp_path / "gz", n_train=300, n_test=40, compress=True, seed=4)
     write_dataset(tmp_path / "raw", n_train=300, n_test=40, compress=False, seed=4)
     data = load_mnist(tmp_path / "gz", download=False, valid_size=100, progress=False, max_resident=10_000)
-    copies = sorted((tmp_path / "cache" / "logreg-mnist" / "decompressed").iterdir())
+    copies = sorted((tmp_path / "cache" / "logreg-mnist" / "decompressed").iterdir(),
+                    key=lambda p: p.name.split("-", 1)[1])  # <16 hex digits>-<file name>
     assert [p.name.split("-", 1)[1] for p in copies] == ["t10k-images-idx3-ubyte", "train-images-idx3-ubyte"]
     assert file_rows(data.train.pixels).path in copies  # memory-mapped from the copy
     raw = load_mnist(tmp_path / "raw", download=False, valid_size=100, progress=False)
