@@ -45,7 +45,7 @@ from contextlib import nullcontext
 import numpy as np
 
 from ..data.mnist import PIXEL_SCALE
-from ..data.stream import Rows, chunk_bytes_for
+from ..data.stream import MAX_CHUNK_BYTES, Rows, chunk_bytes_for
 from ..errors import ConfigError
 
 ENV_PLATFORM = "LOGREG_MNIST_JAX_PLATFORM"  # "cpu" runs this engine on JAX's CPU backend (tests)
@@ -186,7 +186,8 @@ class GpuEngine:
                       for s in ("train", "valid", "test")}
         self._labels = {s: data.split(s).labels for s in ("train", "valid", "test")}
         self._compiled = _functions()
-        self._resident = {s: self._to_device(s) for s in self._rows if not self._rows[s].chunked}
+        self._resident = {s: self._to_device(s, data.split(s).pixels) for s in self._rows
+                          if not self._rows[s].chunked}
         self.W = self.b = None
         self.set_params(np.zeros((data.n_features, self.n_classes), self.dtype), np.zeros(self.n_classes, self.dtype))
 
@@ -205,12 +206,21 @@ class GpuEngine:
         with self._x64():
             return self._jax.device_put(x, self.device), self._jax.device_put(y, self.device)
 
-    def _to_device(self, split: str):
-        """The whole split on the device (training rows padded to whole minibatches)."""
-        rows = self._rows[split]
-        (_, pixels), = rows.chunks(0, len(rows))
-        padded = -(-len(rows) // self.batch_size) * self.batch_size if split == "train" else len(rows)
-        return self._put(pixels, self._labels[split], max(padded, 1))
+    def _to_device(self, split: str, pixels: np.ndarray):
+        """The whole split on the device (training rows padded to whole minibatches). A
+        memory-mapped split is read by position into the padded host copy, so that its
+        pages are not resident twice."""
+        n = len(pixels)
+        padded = -(-n // self.batch_size) * self.batch_size if split == "train" else n
+        x = np.zeros((max(padded, 1), pixels.shape[1]), np.uint8)
+        source = Rows(pixels, MAX_CHUNK_BYTES // max(1, pixels.shape[1]))
+        for start, chunk in source.chunks(0, n):
+            x[start : start + len(chunk)] = chunk
+        source.close()
+        y = np.zeros(len(x), np.int32)
+        y[:n] = self._labels[split]
+        with self._x64():
+            return self._jax.device_put(x, self.device), self._jax.device_put(y, self.device)
 
     def set_params(self, W: np.ndarray, b: np.ndarray) -> None:
         with self._x64():
