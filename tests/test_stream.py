@@ -161,6 +161,19 @@ def test_gzip_too_large_is_decompressed_once_into_the_cache(tmp_path, monkeypatc
     assert gzip.decompress((tmp_path / "gz" / "train-images-idx3-ubyte.gz").read_bytes()) == copies[1].read_bytes()
 
 
+def test_a_corrupt_gzip_is_refused_and_leaves_no_partial_copy(tmp_path, monkeypatch):
+    from logreg_mnist.errors import IDXFormatError
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    write_dataset(tmp_path / "gz", n_train=300, n_test=40, compress=True, seed=4)
+    path = tmp_path / "gz" / "train-images-idx3-ubyte.gz"
+    path.write_bytes(path.read_bytes()[:-100])
+    with pytest.raises(IDXFormatError, match=r"train-images-idx3-ubyte.gz: corrupt gzip stream"):
+        load_mnist(tmp_path / "gz", download=False, valid_size=100, progress=False, max_resident=10_000)
+    left = [p.name for p in (tmp_path / "cache" / "logreg-mnist" / "decompressed").iterdir()]
+    assert not [n for n in left if "train" in n]
+
+
 def test_train_max_resident_on_the_command_line(cli_data_dir, tmp_path, capsys):
     from logreg_mnist import load_model
     from logreg_mnist.persistence import read_history

@@ -273,9 +273,9 @@ def decompressed_copy(path: str | os.PathLike, cache_dir: str | os.PathLike, *, 
     target = Path(cache_dir) / f"{key}-{name}"
     if target.is_file():
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     try:
+        target.parent.mkdir(parents=True, exist_ok=True)
         with open(path, "rb") as raw, gzip.open(raw, "rb") as src, open(tmp, "wb") as dst, tqdm(
             total=st.st_size, unit="B", unit_scale=True, disable=not progress, leave=False,
             desc=f"decompressing {path.name}",
