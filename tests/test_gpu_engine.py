@@ -83,11 +83,11 @@ def test_chunks_copied_to_the_device_give_the_resident_result(data):
     from logreg_mnist.engines.gpu import GpuEngine
 
     config = preset("default", batch_size=B, n_epochs=3, patience=10)
-    # each split's buffer: 90 rows, rounded down to 1 minibatch for training; the evaluation
-    # chunks of 90 rows end inside a minibatch
-    chunked = GpuEngine(data, batch_size=B, learning_rate=0.13, platform="cpu", max_resident=3 * 90 * 784)
+    # each buffer: 60 rows, rounded down to 1 minibatch for training; the evaluation chunks
+    # of 60 rows end inside a minibatch
+    chunked = GpuEngine(data, batch_size=B, learning_rate=0.13, platform="cpu", max_resident=6 * 60 * 784)
     assert chunked.chunked and chunked._rows["train"].streamed and chunked._rows["train"].chunk_rows == B
-    assert chunked._rows["valid"].streamed and chunked._rows["valid"].chunk_rows == 90
+    assert chunked._rows["valid"].streamed and chunked._rows["valid"].chunk_rows == 60
     resident = make_engine(data, config, "gpu")
     assert not resident.chunked
     (model, history), (ref_model, ref_history) = (train(data, config, engine=e) for e in (chunked, resident))

@@ -22,10 +22,11 @@ N_FEATURES = 784
 B = 50  # minibatch size of these tests
 # 907 training rows (1,137 - 230 validation): 18 whole minibatches and a short one of 7.
 N_TRAIN, N_VALID, N_TEST = 1137, 230, 230
-# Each split's buffer gets a third of the budget: 125 rows, which is 2.5 minibatches: the
-# budget's edge falls inside a minibatch, so training chunks are rounded down to 2 whole
-# minibatches (100 rows), while evaluation chunks of 125 rows end inside a minibatch.
-BUDGET = 3 * 125 * N_FEATURES
+# Each of the six buffers (two per split) gets a sixth of the budget: 125 rows, which is 2.5
+# minibatches: the budget's edge falls inside a minibatch, so training chunks are rounded
+# down to 2 whole minibatches (100 rows), while evaluation chunks of 125 rows end inside a
+# minibatch.
+BUDGET = 6 * 125 * N_FEATURES
 
 
 @pytest.fixture(scope="module")
@@ -77,8 +78,8 @@ def test_streamed_chunks_are_the_rows_in_order(raw_data, split, chunk):
 def test_chunk_bytes_only_when_the_data_do_not_fit(raw_data):
     uint8_size = (N_TRAIN + N_TEST) * N_FEATURES
     assert chunk_bytes_for(raw_data, uint8_size, 1) is None
-    assert chunk_bytes_for(raw_data, uint8_size, 4) == uint8_size // 3
-    assert chunk_bytes_for(raw_data, BUDGET, 1) == BUDGET // 3
+    assert chunk_bytes_for(raw_data, uint8_size, 4) == uint8_size // 6
+    assert chunk_bytes_for(raw_data, BUDGET, 1) == 125 * N_FEATURES
 
 
 @pytest.mark.parametrize("tutorial", [False, True], ids=["default-short-last-minibatch", "tutorial-drop-last"])

@@ -3,7 +3,7 @@
 The chapter advises, for data too large for the device, keeping "a sufficiently small
 chunk of your data (several minibatches)" resident. :class:`Rows` is that for one
 split: either the whole uint8 array (resident) or a reader that copies rows
-``[start, stop)`` from the file into one reused buffer with positioned reads
+``[start, stop)`` from the file into two reused buffers with positioned reads
 (``os.preadv``), so that the pages read stay in the kernel's page cache and never
 count toward the process's resident set (a memory map's pages would).
 
@@ -28,6 +28,7 @@ import re
 import shutil
 import zlib
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -171,7 +172,7 @@ class Rows:
     Attributes:
         chunk_rows: the largest chunk (``n`` when resident).
         chunked: whether there is more than one chunk.
-        streamed: whether chunks are read from the file into a reused buffer (else
+        streamed: whether chunks are read from the file into reused buffers (else
             they are views of the in-memory array).
     """
 
@@ -182,7 +183,8 @@ class Rows:
         self._file = file_rows(pixels) if self.chunked else None
         self.streamed = self._file is not None
         self._pixels = None if self.streamed else pixels
-        self._buffer = np.empty((self.chunk_rows, self.n_features), np.uint8) if self.streamed else None
+        # two buffers: the next chunk is read while the current one is used
+        self._buffers = [np.empty((self.chunk_rows, self.n_features), np.uint8) for _ in range(2 * self.streamed)]
 
     @classmethod
     def for_split(cls, split, chunk_bytes: int | None, multiple: int = 1) -> Rows:
@@ -205,12 +207,29 @@ class Rows:
 
         Yields:
             (first row, pixels (k, n_features) uint8). A streamed chunk is a view of
-            the reused buffer: use it before asking for the next one.
+            one of two reused buffers (the other is being filled with the next
+            chunk): use it before asking for the next one.
         """
         size = min(size or self.chunk_rows, self.chunk_rows)
-        for a in range(start, stop, size):
-            b = min(a + size, stop)
-            yield a, (self._file.read(a, b, self._buffer) if self.streamed else self._pixels[a:b])
+        starts = range(start, stop, size)
+        if not self.streamed:
+            for a in starts:
+                yield a, self._pixels[a : min(a + size, stop)]
+            return
+        if not starts:
+            return
+        # One reader thread fills one buffer while the caller uses the other (the reads
+        # release the GIL), so reading from a cold disk overlaps with training.
+        with ThreadPoolExecutor(1, thread_name_prefix="logreg-mnist-read") as reader:
+            def read(k: int):
+                return reader.submit(self._file.read, starts[k], min(starts[k] + size, stop), self._buffers[k % 2])
+
+            pending = read(0)
+            for k, a in enumerate(starts):
+                pixels = pending.result()  # raises the reader's DataError, if any
+                if k + 1 < len(starts):
+                    pending = read(k + 1)
+                yield a, pixels
 
     def close(self) -> None:
         if self._file is not None:
@@ -225,13 +244,14 @@ def resident_bytes(data, bytes_per_value: int) -> int:
 def chunk_bytes_for(data, max_resident: int | None, bytes_per_value: int) -> int | None:
     """The uint8 bytes per chunk for ``data`` under ``max_resident``, or None when it fits.
 
-    When streaming, each of the three splits has one buffer; together they stay
-    within the budget, and none is larger than :data:`MAX_CHUNK_BYTES`.
+    When streaming, each of the three splits has two buffers (one read while the other
+    is used); the six stay within the budget, and none is larger than
+    :data:`MAX_CHUNK_BYTES`.
     """
     budget = default_max_resident() if max_resident is None else max_resident
     if resident_bytes(data, bytes_per_value) <= budget:
         return None
-    return max(1, min(budget // 3, MAX_CHUNK_BYTES))
+    return max(1, min(budget // 6, MAX_CHUNK_BYTES))
 
 
 # --- gzip files too large to decompress in memory ------------------------------------------------
