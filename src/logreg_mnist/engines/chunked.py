@@ -33,6 +33,9 @@ class ChunkedNumpyEngine:
         batch_size, learning_rate, l1, l2, drop_last, dtype: as for the NumPy engine.
     """
 
+    name = "numpy"  # the reference arithmetic; only the data are read differently
+    threads = 1  # plus the reader thread; BLAS uses its own pool
+
     def __init__(self, data, *, chunk_bytes: int, batch_size: int, learning_rate: float, l1: float = 0.0,
                  l2: float = 0.0, drop_last: bool = False, dtype=np.float32):
         self.dtype = np.dtype(dtype)

@@ -160,6 +160,9 @@ class GpuEngine:
         ConfigError: JAX is not installed, no device of the platform, float pixels.
     """
 
+    name = "gpu"
+    threads = 1  # host threads; the device's parallelism is XLA's
+
     def __init__(self, data, *, batch_size: int, learning_rate: float, l1: float = 0.0, l2: float = 0.0,
                  drop_last: bool = False, dtype=np.float32, platform: str | None = None,
                  max_resident: int | None = None):
