@@ -236,6 +236,24 @@ class Rows:
             self._file.close()
 
 
+def file_sha256(path: str | os.PathLike, chunk: int = 8 << 20) -> str:
+    """SHA-256 of a file's bytes, the next chunk read while the current one is hashed.
+
+    Reads and hashing both release the GIL, so one pass over a large file takes about
+    the longer of reading it and hashing it, not their sum.
+    """
+    h = hashlib.sha256()
+    buffers = [bytearray(chunk), bytearray(chunk)]
+    with open(path, "rb", buffering=0) as f, ThreadPoolExecutor(1, thread_name_prefix="logreg-mnist-hash") as reader:
+        k = 0
+        pending = reader.submit(f.readinto, buffers[0])
+        while n := pending.result():
+            current, k = buffers[k], k ^ 1
+            pending = reader.submit(f.readinto, buffers[k])
+            h.update(memoryview(current)[:n])
+    return h.hexdigest()
+
+
 def resident_bytes(data, bytes_per_value: int) -> int:
     """Bytes an engine holds when every split of ``data`` is resident at that value size."""
     return sum(len(data.split(s)) for s in ("train", "valid", "test")) * data.n_features * bytes_per_value
