@@ -18,7 +18,8 @@ Layout: uint8 pixels (n_pad, n_in) and int32 labels (n_pad,) on the device; ``W`
 (n_in, n_out) and ``b`` (n_out,) in the run's dtype. Threading: XLA's.
 
 Agreement with the NumPy reference (:class:`logreg_mnist.engine.NumpyEngine`): the
-same formulas (log-softmax with the max shifted out, ``dW = x^T (P - Y) / n``); XLA
+same formulas (log-softmax with the max shifted out, ``dW = x^T (P - Y) / n``), with
+matrix products at full precision (``Precision.HIGHEST``: no TF32 on GPUs); XLA
 orders the float32 sums of the matrix products differently, so the parameters differ
 by float32 roundings: on MNIST's tutorial preset (JAX's CPU backend) ``max |W - W_ref|``
 is 6e-8 after 83 minibatches and 9e-8 after 249 (W's entries reach 0.37); the tests
@@ -106,6 +107,11 @@ def _functions():
     import jax.numpy as jnp
     from jax import lax
 
+    def dot(a, b):
+        # full float32 (or float64) products: on recent NVIDIA GPUs JAX's default
+        # precision rounds float32 matrix products through TF32 (10-bit mantissas)
+        return jnp.matmul(a, b, precision=lax.Precision.HIGHEST)
+
     def minibatch_step(W, b, x, y, start, n_rows, batch_size, lr, l1, l2):
         """One SGD step on rows [start, start + batch_size) of the device arrays; rows at
         or past ``n_rows`` (the padding of a short last minibatch) have weight 0."""
@@ -113,11 +119,11 @@ def _functions():
         yb = lax.dynamic_slice_in_dim(y, start, batch_size)  # (B,)
         valid = (start + jnp.arange(batch_size)) < n_rows  # (B,)
         count = jnp.clip(n_rows - start, 1, batch_size).astype(W.dtype)
-        logp = jax.nn.log_softmax(xb @ W + b, axis=1)  # (B, n_out)
+        logp = jax.nn.log_softmax(dot(xb, W) + b, axis=1)  # (B, n_out)
         picked = jnp.take_along_axis(logp, yb[:, None], axis=1)[:, 0]
         nll_sum = -jnp.sum(jnp.where(valid, picked, 0))
         z = (jnp.exp(logp) - jax.nn.one_hot(yb, W.shape[1], dtype=W.dtype)) * valid[:, None] / count
-        gW = xb.T @ z + l1 * jnp.sign(W) + (2 * l2) * W
+        gW = dot(xb.T, z) + l1 * jnp.sign(W) + (2 * l2) * W
         gb = jnp.sum(z, axis=0)
         return W - lr * gW, b - lr * gb, nll_sum
 
@@ -137,7 +143,7 @@ def _functions():
 
     def count_wrong(W, b, x, y, n_rows):
         """Misclassified rows among the first ``n_rows`` of ``x``."""
-        scores = (x.astype(W.dtype) * jnp.asarray(PIXEL_SCALE, W.dtype)) @ W + b
+        scores = dot(x.astype(W.dtype) * jnp.asarray(PIXEL_SCALE, W.dtype), W) + b
         wrong = (jnp.argmax(scores, axis=1) != y) & (jnp.arange(x.shape[0]) < n_rows)
         return jnp.sum(wrong, dtype=jnp.int32)
 
