@@ -45,7 +45,8 @@ _CHOICES = {"optimizer": ["sgd", "cg", "lbfgs"], "init": ["zeros", "random"], "d
 # so they are not part of the config (a resumed run may change them).
 _RUNTIME_OPTIONS = [
     ("--engine", "engine", str, "SGD engine: auto (gpu if present, else fused if built, else numpy), numpy "
-     "(the reference), fused (compiled CPU kernel), gpu", "auto"),
+     "(the reference), fused (compiled CPU kernel), gpu (JAX with the data on the device; "
+     "pip install 'logreg-mnist[gpu]')", "auto"),
     ("--threads", "threads", int, "threads the engine and BLAS use", "the engine's choice: fused uses up to "
      "the cores this process may run on, or one when that is measured to be faster; numpy uses one"),
 ]
@@ -56,6 +57,9 @@ def _add_runtime_options(p: argparse.ArgumentParser) -> None:
     for flag, name, typ, text, shown in _RUNTIME_OPTIONS:
         p.add_argument(flag, dest=name, type=typ, default="auto" if name == "engine" else None,
                        choices=_RUNTIME_CHOICES.get(name), help=f"{text} (default: {shown})")
+    p.add_argument("--max-resident", metavar="SIZE", default=None,
+                   help="memory budget for the data an engine holds, e.g. 512M or 2G; larger data are read "
+                        "from the uncompressed IDX files in chunks (default: a quarter of the available memory)")
 
 
 class _VersionAction(argparse.Action):
@@ -166,10 +170,10 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_INTERRUPTED
 
 
-def _load_data(args, *, download: bool = True):
+def _load_data(args, *, download: bool = True, max_resident: int | None = None):
     from .data import load_mnist
 
-    return load_mnist(args.data_dir, download=download, progress=True)
+    return load_mnist(args.data_dir, download=download, progress=True, max_resident=max_resident)
 
 
 def cmd_data(args) -> int:
@@ -215,7 +219,10 @@ def cmd_train(args) -> int:
         out = Path(args.out) if args.out else None
         if out is not None and (out / io.CONFIG).exists():
             raise ConfigError(f"{out} already holds a run; continue it with --resume {out} or choose another --out")
-    data = _load_data(args)
+    from .data.stream import default_max_resident, parse_size
+
+    max_resident = parse_size(args.max_resident) if args.max_resident is not None else default_max_resident()
+    data = _load_data(args, max_resident=max_resident)
     progress = sys.stderr.isatty() if args.progress is None else args.progress
     reporter = ConsoleReporter(sys.stdout, progress=progress)
     dry_scratch = config.dry_run and out is None
@@ -224,7 +231,7 @@ def cmd_train(args) -> int:
         out = Path(tmp) if dry_scratch else (out or _new_run_dir())
         print(f"run directory: {out}")
         _, history = train(data, config, out, reporter=reporter, resume=bool(args.resume), engine=args.engine,
-                           threads=args.threads)
+                           threads=args.threads, max_resident=max_resident)
         if not dry_scratch:
             unit = "epoch" if config.optimizer == "sgd" else "iteration"
             print(f"best model: {out / io.BEST} ({unit} {history.best_epoch}, validation error "

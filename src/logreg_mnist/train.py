@@ -86,6 +86,7 @@ def train(
     resume: bool = False,
     engine: str | Engine = "auto",
     threads: int | None = None,
+    max_resident: int | None = None,
 ) -> tuple[LogisticRegression, History]:
     """Train a :class:`LogisticRegression` on ``data`` as ``config`` says.
 
@@ -102,6 +103,9 @@ def train(
             engine computes the same algorithm (within its stated float tolerance).
         threads: threads the engine (and BLAS) use; None: the engine's choice (the
             fused engine: up to the cores this process may run on, adapting; numpy: one).
+        max_resident: memory budget in bytes for the data the engine holds; beyond it
+            the splits are read from their files in chunks (default: a quarter of the
+            available memory).
 
     Returns:
         (best model, history).
@@ -123,7 +127,7 @@ def train(
         return train_full_batch(data, config, out_dir, reporter=reporter)
     run = RunDir(out_dir)
     if isinstance(engine, str):
-        engine = make_engine(engine, data, config, threads=threads)
+        engine = make_engine(engine, data, config, threads=threads, max_resident=max_resident)
     n_batches = engine.n_train_batches
     frequency = validation_frequency(n_batches, config.patience)
     history = History()

@@ -179,11 +179,9 @@ def _read_raw(path: Path, size: int, kind: str | None, digest: bool) -> tuple[np
             array = array.astype(dtype.newbyteorder("="))
     hexdigest = None
     if digest:
-        h = hashlib.sha256()
-        with open(path, "rb") as f:
-            while chunk := f.read(_CHUNK):
-                h.update(chunk)
-        hexdigest = h.hexdigest()
+        from .stream import file_sha256  # reads ahead while hashing: one pass costs max(read, hash)
+
+        hexdigest = file_sha256(path)
     return array, hexdigest
 
 

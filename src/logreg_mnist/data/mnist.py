@@ -25,6 +25,7 @@ from ..errors import DataError
 from .cache import read_cached
 from .fetch import DEFAULT_SOURCES, FILE_NAMES, MNIST_SHA256, existing_file, fetch_files
 from .idx import read_idx_with_digest
+from .stream import decompressed_copy, default_max_resident, idx_payload_bytes
 from .legacy import read_legacy_pickle
 
 ENV_DATA_DIR = "LOGREG_MNIST_DATA_DIR"
@@ -134,16 +135,30 @@ def _to_split(images: np.ndarray, labels: np.ndarray) -> Split:
     return Split(labels=np.asarray(labels, dtype=np.int64), pixels=images.reshape(len(images), -1))
 
 
-def _read_idx_dir(paths: dict[str, Path]) -> tuple[dict[str, np.ndarray], dict[str, str]]:
-    """The four arrays and their content SHA-256, through the decoded cache (:mod:`.cache`)."""
-    return read_cached(next(iter(paths.values())).parent, paths, _read_idx_files)
+def _read_idx_dir(paths: dict[str, Path], max_resident: int | None = None,
+                  progress: bool = False) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """The four arrays and their content SHA-256, through the decoded cache (:mod:`.cache`).
+
+    Data larger than the resident budget are not cached (the cache would be a second
+    copy of files that do not fit in memory): they are read from their files.
+    """
+    budget = default_max_resident() if max_resident is None else max_resident
+    payload = sum(idx_payload_bytes(p) or p.stat().st_size for p in paths.values())
+    if payload > budget:
+        return _read_idx_files(paths, max_resident, progress)
+    return read_cached(next(iter(paths.values())).parent, paths,
+                       lambda found: _read_idx_files(found, max_resident, progress))
 
 
-def _read_idx_files(paths: dict[str, Path]) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+def _read_idx_files(paths: dict[str, Path], max_resident: int | None = None,
+                    progress: bool = False) -> tuple[dict[str, np.ndarray], dict[str, str]]:
     arrays, digests = {}, {}
     for name in FILE_NAMES:
         kind = "images" if "images" in name else "labels"
-        arrays[name], digests[name] = read_idx_with_digest(paths[name], kind=kind)
+        path = paths[name]
+        if max_resident is not None and kind == "images" and idx_payload_bytes(path) > max_resident:
+            path = decompressed_copy(path, default_cache_dir().parent / "decompressed", progress=progress)
+        arrays[name], digests[name] = read_idx_with_digest(path, kind=kind)
     return arrays, digests
 
 
@@ -154,6 +169,7 @@ def load_mnist(
     valid_size: int = VALID_SIZE,
     sources=DEFAULT_SOURCES,
     progress: bool = True,
+    max_resident: int | None = None,
 ) -> Dataset:
     """Load MNIST (or any dataset in the four MNIST IDX files) as the tutorial's split.
 
@@ -169,6 +185,9 @@ def load_mnist(
         valid_size: how many of the last training images form the validation split.
         sources: where to download from, tried in order.
         progress: show download progress on stderr.
+        max_resident: gzip images files larger than this many bytes decompressed are
+            decompressed once into the cache (beside the MNIST cache, in
+            ``decompressed/``) and memory-mapped from there, for out-of-core training.
 
     Returns:
         A :class:`Dataset` with ``train``, ``valid`` and ``test`` splits.
@@ -187,7 +206,7 @@ def load_mnist(
     arrays = digests = None
     if not missing:
         try:
-            arrays, digests = _read_idx_dir(paths)
+            arrays, digests = _read_idx_dir(paths, max_resident, progress)
         except DataError:
             if not is_cache:
                 raise
@@ -198,7 +217,7 @@ def load_mnist(
             raise DataError(f"{directory}: {what} (and downloading is off)")
         # Verifies what is there, replaces what fails, downloads what is missing.
         paths = fetch_files(directory, MNIST_SHA256, sources, progress=progress)
-        arrays, digests = _read_idx_dir(paths)
+        arrays, digests = _read_idx_dir(paths, max_resident, progress)
 
     matches = [digests[n] == MNIST_SHA256[n] for n in FILE_NAMES]
     if all(matches):

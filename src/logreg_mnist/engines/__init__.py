@@ -9,6 +9,10 @@ The training driver (:mod:`logreg_mnist.train`) sees an engine only through the
 - ``gpu`` (:mod:`.gpu`): on a GPU, imported only when asked for;
 - ``auto``: ``gpu`` when that module finds a GPU, else ``fused`` when built, else ``numpy``.
 
+Data larger than the memory budget (``max_resident``) are read from their files in
+chunks: by the ``numpy`` engine's chunked form (:mod:`.chunked`, the same
+arithmetic) and by the ``gpu`` engine; the ``fused`` engine holds its data in memory.
+
 The engine and its thread count are run-time choices, not part of a run's
 :class:`~logreg_mnist.config.TrainConfig`: every engine computes the same
 algorithm, within the float tolerance each engine's docstring states.
@@ -84,7 +88,19 @@ def resolve(name: str) -> str:
     return "fused" if _fused_built() else "numpy"
 
 
-def make_engine(name: str, data: Dataset, config: TrainConfig, *, threads: int | None = None) -> Engine:
+def _chunk_bytes(data: Dataset, config: TrainConfig, max_resident: int | None) -> int | None:
+    """Bytes per chunk when ``data`` do not fit in ``max_resident`` on the CPU, else None."""
+    import numpy as np
+
+    from ..data.stream import chunk_bytes_for
+
+    has_pixels = all(data.split(s).pixels is not None for s in ("train", "valid", "test"))
+    # The CPU engines keep uint8 pixels (float images only where a dataset has no pixels).
+    return chunk_bytes_for(data, max_resident, 1 if has_pixels else np.dtype(config.dtype).itemsize)
+
+
+def make_engine(name: str, data: Dataset, config: TrainConfig, *, threads: int | None = None,
+                max_resident: int | None = None) -> Engine:
     """The engine called ``name`` for ``data`` and ``config``'s SGD settings.
 
     Args:
@@ -92,23 +108,42 @@ def make_engine(name: str, data: Dataset, config: TrainConfig, *, threads: int |
         data: the dataset (its uint8 pixels are used where the engine can).
         config: batch size, learning rate, penalties, drop_last and dtype are taken from it.
         threads: threads the engine computes with (None: the cores this process may run on).
+        max_resident: memory budget in bytes for the data the engine holds; beyond it
+            the splits are read from their files in chunks (None: a quarter of the
+            available memory, :func:`logreg_mnist.data.stream.default_max_resident`).
 
     Raises:
         ConfigError: an unknown name, an engine that cannot run here, or ``threads`` < 1.
     """
     if threads is not None and (not isinstance(threads, int) or threads < 1):
         raise ConfigError(f"threads: expected an integer >= 1, found {threads!r}")
-    if name == "auto" and not _gpu_present():
+    name = resolve(name) if name != "auto" or _gpu_present() else "auto"
+    if name in ("auto", "numpy", "fused"):
+        chunk = _chunk_bytes(data, config, max_resident)
+        if chunk is not None:
+            if name == "fused":
+                from ..data.stream import format_size, resident_bytes
+
+                raise ConfigError(f"engine 'fused': expected data that fit in the memory budget "
+                                  f"({format_size(max_resident) if max_resident else 'the default'}), found "
+                                  f"{format_size(resident_bytes(data, 1))}; use --engine numpy, which reads "
+                                  "them in chunks, or a larger --max-resident")
+            from .chunked import ChunkedNumpyEngine
+
+            return ChunkedNumpyEngine(data, chunk_bytes=chunk, batch_size=config.batch_size,
+                                      learning_rate=config.learning_rate, l1=config.l1, l2=config.l2,
+                                      drop_last=config.drop_last, dtype=config.dtype)
+    if name == "auto":
         # The fused engine needs uint8 pixels; fall back quietly where it cannot run.
         name = "fused" if _fused_built() and all(
             data.split(s).pixels is not None for s in ("train", "valid", "test")) else "numpy"
-    name = resolve(name)
     try:
         module = _module(name)
     except ImportError as e:
         raise ConfigError(f"engine {name!r} cannot be loaded here: {e}") from None
     cls = getattr(module, _REGISTRY[name][1])
-    options = {"threads": threads} if "threads" in inspect.signature(cls).parameters else {}
+    accepted = inspect.signature(cls).parameters
+    options = {k: v for k, v in (("threads", threads), ("max_resident", max_resident)) if k in accepted}
     return cls(data, batch_size=config.batch_size, learning_rate=config.learning_rate, l1=config.l1,
                l2=config.l2, drop_last=config.drop_last, dtype=config.dtype, **options)
 

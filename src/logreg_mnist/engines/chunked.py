@@ -1,0 +1,100 @@
+"""The NumPy reference arithmetic on data that does not fit: splits read in chunks of rows.
+
+:class:`ChunkedNumpyEngine` does exactly what :class:`logreg_mnist.engines.numpy.NumpyEngine`
+does (the same :func:`~logreg_mnist.model.cost_and_grad` on the same float32 values,
+``uint8 * (1/256)``, minibatch after minibatch in the same order), so its parameters
+are bit-identical to the reference's. Only the data differ: the uint8 splits are
+never resident as a whole; :class:`logreg_mnist.data.stream.Rows` reads chunks of
+whole minibatches from the IDX file into one reused buffer, and each minibatch is
+converted to float32 when it is used. Resident: one uint8 buffer per split of at
+most the chunk size, plus one float32 minibatch. Threading: NumPy's BLAS.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..data.mnist import PIXEL_SCALE
+from ..data.stream import Rows
+from ..errors import ConfigError
+from ..model import cost_and_grad, logits
+
+_EVAL_ROWS = 10_000  # rows scored at once, as the reference engine does
+
+
+class ChunkedNumpyEngine:
+    """SGD and error counts on splits read in chunks (see the module docstring).
+
+    Args:
+        data: the dataset; its uint8 ``pixels`` are used (memory-mapped IDX files
+            are read by position, in-memory arrays are sliced).
+        chunk_bytes: uint8 bytes per chunk of each split (rounded down to whole
+            minibatches for training, at least one).
+        batch_size, learning_rate, l1, l2, drop_last, dtype: as for the NumPy engine.
+    """
+
+    name = "numpy"  # the reference arithmetic; only the data are read differently
+    threads = 1  # plus the reader thread; BLAS uses its own pool
+
+    def __init__(self, data, *, chunk_bytes: int, batch_size: int, learning_rate: float, l1: float = 0.0,
+                 l2: float = 0.0, drop_last: bool = False, dtype=np.float32):
+        self.dtype = np.dtype(dtype)
+        self.batch_size = batch_size
+        self.learning_rate = self.dtype.type(learning_rate)
+        self.l1, self.l2 = l1, l2
+        self.drop_last = drop_last
+        self._rows = {s: Rows.for_split(data.split(s), chunk_bytes, multiple=batch_size if s == "train" else 1)
+                      for s in ("train", "valid", "test")}
+        self._y = {s: data.split(s).labels for s in ("train", "valid", "test")}
+        n = len(self._y["train"])
+        self.n_train_batches = n // batch_size if drop_last else -(-n // batch_size)
+        if self.n_train_batches == 0:
+            raise ConfigError(f"batch_size: expected at most the {n:,} training examples when partial "
+                              f"minibatches are dropped, found {batch_size:,}")
+        self._n_train_rows = min(n, self.n_train_batches * batch_size)
+        self.W = np.zeros((data.n_features, data.n_classes), self.dtype)
+        self.b = np.zeros(data.n_classes, self.dtype)
+        self._xbuf = np.empty((batch_size, data.n_features), self.dtype)  # one float minibatch, reused
+
+    def _float(self, pixels: np.ndarray) -> np.ndarray:
+        """(k, n_in) uint8 -> (k, n_in) float ``pixels / 256`` (exact, as ``Split.images`` computes it),
+        in a reused buffer valid until the next call."""
+        if len(pixels) > len(self._xbuf):
+            self._xbuf = np.empty((len(pixels), pixels.shape[1]), self.dtype)
+        return np.multiply(pixels, self.dtype.type(PIXEL_SCALE), out=self._xbuf[: len(pixels)], dtype=self.dtype)
+
+    def set_params(self, W: np.ndarray, b: np.ndarray) -> None:
+        self.W = np.array(W, dtype=self.dtype)
+        self.b = np.array(b, dtype=self.dtype)
+
+    def get_params(self) -> tuple[np.ndarray, np.ndarray]:
+        return self.W.copy(), self.b.copy()
+
+    def train(self, batches: range) -> tuple[float, int]:
+        B, y = self.batch_size, self._y["train"]
+        total, count = 0.0, 0
+        stop = min(batches.stop * B, self._n_train_rows)
+        for start, pixels in self._rows["train"].chunks(batches.start * B, stop):
+            for a in range(0, len(pixels), B):  # the chunk holds whole minibatches
+                xb = self._float(pixels[a : a + B])  # (B, n_in)
+                yb = y[start + a : start + a + len(xb)]
+                _, nll_sum, gW, gb = cost_and_grad(self.W, self.b, xb, yb, self.l1, self.l2)
+                self.W -= self.learning_rate * gW
+                self.b -= self.learning_rate * gb
+                total += nll_sum
+                count += len(yb)
+        return total, count
+
+    def counted(self, split: str) -> int:
+        """How many examples of ``split`` are scored."""
+        n = len(self._y[split])
+        return (n // self.batch_size) * self.batch_size if self.drop_last else n
+
+    def count_errors(self, split: str) -> tuple[int, int]:
+        n, y, wrong = self.counted(split), self._y[split], 0
+        for start, pixels in self._rows[split].chunks(0, n):
+            for a in range(0, len(pixels), _EVAL_ROWS):  # bounds the float32 copy and the logits
+                x = self._float(pixels[a : a + _EVAL_ROWS])  # (k, n_in)
+                predicted = np.argmax(logits(self.W, self.b, x), axis=1)
+                wrong += int(np.count_nonzero(predicted != y[start + a : start + a + len(x)]))
+        return wrong, n
