@@ -137,7 +137,7 @@ def serve():
     def start(files: dict[str, bytes]) -> str:
         handler = type("Handler", (_Handler,), {"files": files, "log": [], "sent": {}, "release": release})
         server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        threading.Thread(target=server.serve_forever, daemon=True).start()
+        threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
         servers.append(server)
         start.handler = handler
         return f"http://127.0.0.1:{server.server_address[1]}"

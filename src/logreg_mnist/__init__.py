@@ -1,25 +1,49 @@
 """logreg-mnist: multinomial logistic regression on MNIST, after the Deep Learning Tutorials.
 
     >>> from logreg_mnist import load_mnist, LogisticRegression, train
+
+Names are imported on first use (PEP 562), so ``import logreg_mnist`` is quick and
+scikit-learn, SciPy and matplotlib are loaded only by what needs them.
 """
 
-from importlib.metadata import PackageNotFoundError, version
+from __future__ import annotations
 
-try:
-    __version__ = version("logreg-mnist")
-except PackageNotFoundError:  # running from a source tree that is not installed
-    __version__ = "0.0.0+unknown"
+import importlib
+from typing import TYPE_CHECKING, Any
 
-from .config import TrainConfig, preset  # noqa: E402
-from .data import Dataset, Split, load_mnist  # noqa: E402
-from .errors import LogregMnistError  # noqa: E402
-from .estimator import SoftmaxRegressionClassifier  # noqa: E402
-from .model import LogisticRegression  # noqa: E402
-from .persistence import load_model, save_model  # noqa: E402
-from .train import History, train  # noqa: E402
+# public name -> module that defines it
+_LAZY = {
+    "TrainConfig": ".config", "preset": ".config",
+    "Dataset": ".data", "Split": ".data", "load_mnist": ".data",
+    "LogregMnistError": ".errors",
+    "SoftmaxRegressionClassifier": ".estimator",
+    "LogisticRegression": ".model",
+    "load_model": ".persistence", "save_model": ".persistence",
+    "History": ".train", "train": ".train",
+    "__version__": "._version",
+}
 
-__all__ = [
-    "Dataset", "History", "LogisticRegression", "LogregMnistError", "SoftmaxRegressionClassifier", "Split",
-    "TrainConfig",
-    "__version__", "load_mnist", "load_model", "preset", "save_model", "train",
-]
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
+
+if TYPE_CHECKING:  # for type checkers and IDEs
+    from ._version import __version__
+    from .config import TrainConfig, preset
+    from .data import Dataset, Split, load_mnist
+    from .errors import LogregMnistError
+    from .estimator import SoftmaxRegressionClassifier
+    from .model import LogisticRegression
+    from .persistence import load_model, save_model
+    from .train import History, train

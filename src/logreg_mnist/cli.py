@@ -7,6 +7,7 @@ file, no data), 130 interrupted (Ctrl-C).
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import sys
 import tempfile
@@ -15,9 +16,11 @@ from contextlib import nullcontext
 from datetime import datetime
 from pathlib import Path
 
-from . import __version__
+from ._version import __version__
 from .config import PRESETS, TrainConfig, preset
-from .errors import EXIT_INTERRUPTED, EXIT_OK, ConfigError, LogregMnistError
+from .errors import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK, ConfigError, LogregMnistError, show_path
+
+_DISK_FULL = (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))
 
 _DEFAULTS = TrainConfig()
 
@@ -126,15 +129,25 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    # Everything runs inside the handlers, imports included (the commands import NumPy,
+    # SciPy, ... when they start), so a Ctrl-C at any moment is exit 130 without a traceback.
+    command = ""
     try:
+        args = build_parser().parse_args(argv)
+        command = f" {args.command}"
         return args.func(args)
     except LogregMnistError as e:
-        print(f"logreg-mnist {args.command}: error: {e}", file=sys.stderr)
+        print(f"logreg-mnist{command}: error: {e}", file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:
-        print(f"logreg-mnist {args.command}: interrupted", file=sys.stderr)
+        print(f"logreg-mnist{command}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except OSError as e:
+        if e.errno not in _DISK_FULL:
+            raise
+        where = f" {show_path(e.filename)}" if e.filename else ""
+        print(f"logreg-mnist{command}: error: cannot write{where}: no space left on the device", file=sys.stderr)
+        return EXIT_FAILURE
 
 
 def _load_data(args, *, download: bool = True):

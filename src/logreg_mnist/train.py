@@ -97,15 +97,25 @@ def train(
     Raises:
         TrainingDivergedError: the loss or the parameters became non-finite; the
             best model saved so far is left in place.
+        RunBusyError: another process holds ``out_dir`` (a run or a resume there).
+        StorageError: a file could not be written (a full disk); the message says
+            what is kept and how to go on.
         KeyboardInterrupt: after the run directory is left consistent (the best
             model saved, a checkpoint at the last finished epoch).
     """
     reporter = reporter or Reporter()
     config = config or TrainConfig()
+    with RunDir(out_dir).owned():  # one process per run directory, from the first read to the end
+        return _train(data, config, out_dir, reporter, resume, engine)
+
+
+def _train(data: Dataset, config: TrainConfig, out_dir, reporter: Reporter, resume: bool,
+           engine: Engine | None) -> tuple[LogisticRegression, History]:
     if config.optimizer != "sgd":
         if resume:
+            kept = RunDir(out_dir).kept() if out_dir is not None else "nothing"
             raise ConfigError(f"resume: a {config.optimizer} run cannot be continued (SciPy's optimiser state "
-                              "is not saved); its best model is kept, or start a new run")
+                              f"is not saved); kept: {kept}; start a new run")
         return train_full_batch(data, config, out_dir, reporter=reporter)
     run = RunDir(out_dir)
     engine = engine or make_engine(data, config)
@@ -113,8 +123,9 @@ def train(
     frequency = validation_frequency(n_batches, config.patience)
     history = History()
 
-    if resume:
-        state, rows, best = _load_checkpoint(run, data, config)
+    resumed = _load_checkpoint(run, data, config, reporter) if resume else None
+    if resumed is not None:
+        state, rows, best = resumed
         engine.set_params(*best.pop("current"))
         history.rows = rows
     else:
@@ -185,8 +196,7 @@ def train(
     except KeyboardInterrupt:
         reporter.close()
         if run.path is not None:
-            reporter.message(f"Interrupted in epoch {state.epoch}. The best model is in {run.path / io.BEST}; "
-                             f"continue with: logreg-mnist train --resume {run.path}")
+            reporter.message(run.interrupted(state.epoch))
         raise
     finally:
         reporter.close()
@@ -220,12 +230,17 @@ def _check_finite(engine: Engine, nll_sum: float, epoch: int, minibatch: int, ru
     )
 
 
-def _load_checkpoint(run: RunDir, data: Dataset, config: TrainConfig):
+def _load_checkpoint(run: RunDir, data: Dataset, config: TrainConfig, reporter: Reporter):
+    """The saved state, rows and parameters; None for a run stopped before its first checkpoint."""
     if run.path is None:
         raise ConfigError("resume needs the run directory to continue")
     ckpt = run.path / io.CHECKPOINT
     if not ckpt.is_file():
-        raise ModelFileError(f"{run.path}: no {io.CHECKPOINT} to resume from (did the run finish an epoch?)")
+        if not (run.path / io.CONFIG).is_file():
+            raise ModelFileError(f"{run.path}: no run to resume here (expected {io.CONFIG} and {io.CHECKPOINT})")
+        reporter.message(f"{run.path}: no epoch had finished (no {io.CHECKPOINT}); starting the run from the "
+                         "beginning")
+        return None
     current, meta = io.load_model(ckpt)
     if meta.get("dataset") != data.identity:
         raise ConfigError(f"{run.path}: the run was trained on dataset {meta.get('dataset')}, "

@@ -36,7 +36,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from .. import __version__
+from .._version import __version__
 from .._files import publish, temporary_file, write_all
 from ..errors import DataError, DownloadError, StorageError, safe_text, show_path
 from .idx import GZIP_MAGIC, is_gzip
