@@ -180,6 +180,7 @@ def _new_run_dir() -> Path:
 def cmd_train(args) -> int:
     from . import persistence as io
     from .reporting import ConsoleReporter
+    from .run import RunDir
     from .train import load_run_config, train
 
     overrides = {name: getattr(args, name) for _, name, _, _ in _HYPERPARAMETERS}
@@ -197,8 +198,9 @@ def cmd_train(args) -> int:
     else:
         config = preset(args.preset, dry_run=args.dry_run or None, **overrides)
         out = Path(args.out) if args.out else None
-        if out is not None and (out / io.CONFIG).exists():
-            raise ConfigError(f"{out} already holds a run; continue it with --resume {out} or choose another --out")
+        if out is not None and out.is_dir():
+            with RunDir(out).owned() as run:  # early, before the data is loaded: busy, or holding a run
+                run.check_new()  # (train() checks again under its own hold of the lock)
     data = _load_data(args)
     progress = sys.stderr.isatty() if args.progress is None else args.progress
     reporter = ConsoleReporter(sys.stdout, progress=progress)

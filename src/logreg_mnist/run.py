@@ -31,7 +31,7 @@ import numpy as np
 from . import persistence as io
 from .config import TrainConfig
 from .data import Dataset
-from .errors import RunBusyError, StorageError, show_path
+from .errors import ConfigError, RunBusyError, StorageError, show_path
 
 try:
     import fcntl
@@ -168,6 +168,17 @@ class RunDir:
             return json.loads((self.path / io.CONFIG).read_text(encoding="utf-8"))["config"]["optimizer"] != "sgd"
         except (OSError, ValueError, KeyError, TypeError):
             return True
+
+    def check_new(self) -> None:
+        """Refuse to start a new run over one that :meth:`holds_run` (call with the lock held).
+
+        Raises:
+            ConfigError: naming the way out (``--resume``, or another directory).
+        """
+        if self.holds_run():
+            where = show_path(self.path)
+            raise ConfigError(f"{where} already holds a run; continue it with --resume {where} "
+                              "or choose another --out")
 
     # writing
 

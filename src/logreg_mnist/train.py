@@ -118,6 +118,8 @@ def _train(data: Dataset, config: TrainConfig, out_dir, reporter: Reporter, resu
                               f"is not saved); kept: {kept}; start a new run")
         return train_full_batch(data, config, out_dir, reporter=reporter)
     run = RunDir(out_dir)
+    if not resume:
+        run.check_new()
     engine = engine or make_engine(data, config)
     n_batches = engine.n_train_batches
     frequency = validation_frequency(n_batches, config.patience)

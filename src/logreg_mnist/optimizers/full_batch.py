@@ -96,6 +96,7 @@ def train_full_batch(
 
 def _train_full_batch(data: Dataset, config: TrainConfig, out_dir, reporter: Reporter):
     run = RunDir(out_dir)
+    run.check_new()
     run.create(config, data)
 
     def counted(n: int) -> int:
