@@ -229,3 +229,31 @@ def test_a_full_disk_in_the_tutorial_run_then_resume_reaches_the_published_resul
     _, history = train(real_mnist, preset("tutorial"), out, resume=True)
     assert "end of epoch" in stopped and history.epochs == 74
     assert f"{history.test_error * 100:f}" == "7.489583"
+
+
+@pytest.fixture
+def small_tmpfs(tmp_path):
+    """A real 256 KiB filesystem (tmpfs), where the system lets this process mount one."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(disk)],
+                                           capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here (the simulated full disk above still runs)")
+    try:
+        yield disk
+    finally:
+        subprocess.run(["umount", str(disk)], check=True)
+
+
+def test_a_real_full_disk_then_more_space_then_resume(cli_data_dir, tmp_path, small_tmpfs, capsys):
+    argv = ["train", "--batch-size", "100", "--n-epochs", "12", "--snapshot-every", "1", "--no-progress",
+            "--data-dir", str(cli_data_dir)]
+    out = small_tmpfs / "run"
+    assert main([*argv, "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "no space left on the device. Kept: the best model in " in err and err.count("\n") == 1
+    assert not [p for p in out.rglob("*") if p.name.endswith(".tmp")], "no temporary file is left"
+    subprocess.run(["mount", "-o", "remount,size=4m", str(small_tmpfs)], check=True)
+    assert main(["train", "--resume", str(out), "--data-dir", str(cli_data_dir), "--no-progress"]) == 0
+    assert main([*argv, "--out", str(tmp_path / "reference")]) == 0
+    assert _strip(read_history(out)) == _strip(read_history(tmp_path / "reference"))

@@ -240,6 +240,8 @@ class RunDir:
             return f"start a new run (a {self.optimizer} run cannot be resumed)"
         if (self.path / io.CHECKPOINT).is_file():
             return f"continue with: logreg-mnist train --resume {where}"
+        if not (self.path / io.CONFIG).is_file():
+            return f"run it again: logreg-mnist train --out {where} (nothing of the run was written there)"
         return (f"start it again with: logreg-mnist train --resume {where} (no epoch had finished, so it "
                 f"starts from the beginning; train --out {where} uses the directory again as well)")
 
