@@ -111,19 +111,21 @@ class RunDir:
                 with _held_guard:
                     _held[key] = (me, depth)
             return
-        fd = self._lock()
-        with _held_guard:
-            _held[key] = (me, 1)
+        fd = -1
         try:
+            fd = self._lock()
+            with _held_guard:
+                _held[key] = (me, 1)
             yield self
         finally:
-            with _held_guard:
-                _held.pop(key, None)
-            try:
-                os.ftruncate(fd, 0)
-            except OSError:
-                pass
-            os.close(fd)  # releases the flock
+            if fd >= 0:
+                with _held_guard:
+                    _held.pop(key, None)
+                try:
+                    os.ftruncate(fd, 0)
+                except OSError:
+                    pass
+                os.close(fd)  # releases the flock
 
     def _lock(self) -> int:
         lock = self.path / LOCK

@@ -211,6 +211,8 @@ def _read_capped(path: Path) -> bytes:
                 if len(out) > limit:
                     raise DataError(too_big)
         return bytes(out)
+    except MemoryError:
+        raise DataError(f"{show_path(path)}: not enough memory to read it") from None
     except (OSError, EOFError, zlib.error) as e:
         raise DataError(f"{show_path(path)}: cannot read: {safe_text(getattr(e, 'strerror', None) or e)}") from None
 
@@ -257,6 +259,8 @@ def read_legacy_pickle(path: str | os.PathLike):
         obj = safe_unpickle(raw)
     except DataError as e:  # UnsafePickleError included: say which file
         raise type(e)(f"{show_path(path)}: {e}") from None
+    except MemoryError:
+        raise DataError(f"{show_path(path)}: not enough memory to load its {len(raw):,} bytes of arrays") from None
     except Exception as e:  # a malformed stream can raise almost anything
         raise DataError(f"{show_path(path)}: not a valid pickle: {safe_text(f'{type(e).__name__}: {e}')}") from None
     if not (isinstance(obj, tuple) and len(obj) == 3):
