@@ -40,6 +40,7 @@ except ImportError:  # pragma: no cover - not POSIX: runs are not locked
 
 LOCK = ".lock"
 _DISK_FULL = (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))
+_NO_LOCKS = (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL)
 _held: dict[str, tuple[int, int]] = {}  # resolved run directory -> (thread id, depth) locked by this process
 _held_guard = threading.Lock()
 
@@ -111,16 +112,17 @@ class RunDir:
                 with _held_guard:
                     _held[key] = (me, depth)
             return
-        fd = -1
+        fd = None
         try:
             fd = self._lock()
             with _held_guard:
                 _held[key] = (me, 1)
             yield self
         finally:
-            if fd >= 0:
+            if fd is not None:
                 with _held_guard:
                     _held.pop(key, None)
+            if fd is not None and fd >= 0:
                 try:
                     os.ftruncate(fd, 0)
                 except OSError:
@@ -128,6 +130,7 @@ class RunDir:
                 os.close(fd)  # releases the flock
 
     def _lock(self) -> int:
+        """Take the flock; returns its descriptor, or -1 where the filesystem has no locks."""
         lock = self.path / LOCK
         try:
             fd = os.open(lock, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o666)
@@ -142,6 +145,11 @@ class RunDir:
                 f"{show_path(self.path)} is in use by another process ({holder}), which holds its lock "
                 f"{LOCK}: a run or a resume is under way there; wait for it to end, or choose another directory"
             ) from None
+        except OSError as e:  # a filesystem without locks (some network ones): the run goes on unlocked
+            os.close(fd)
+            if e.errno in _NO_LOCKS:
+                return -1
+            raise self._write_error(e, LOCK, kept=False) from None
         except BaseException:
             os.close(fd)
             raise
