@@ -107,6 +107,20 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self.release.wait(20)
         self.close_connection = True
 
+    def _trickle(self, body):  # one byte every 20 ms, at most 500 of them (10 s)
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        try:
+            for i in range(min(500, len(body))):
+                self.wfile.write(body[i : i + 1])
+                self.wfile.flush()
+                if self.release.wait(0.02):
+                    break
+        except OSError:
+            pass
+        self.close_connection = True
+
     def _evilreason(self, body):  # a status line with terminal escapes and 10,000 characters
         self.send_response(502, "\x1b]0;owned\x07\x1b[2J" + "A" * 10_000)
         self.send_header("Content-Length", "0")
@@ -119,7 +133,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self.wfile.write(body)
 
 
-HOSTILE = ("endless", "biglength", "bomb", "stall", "evilreason")
+HOSTILE = ("endless", "biglength", "bomb", "stall", "trickle", "evilreason")
 
 
 @functools.lru_cache
@@ -312,6 +326,15 @@ def test_a_stalling_source_is_abandoned_after_its_first_stall(tmp_path, serve, t
     assert sorted(p.name for p in paths.values()) == sorted(files)
     stalled = [name for fault, name in serve.handler.log if fault == "stall"]
     assert stalled == [f"{NAMES[0]}.gz"], "one stall, then the source is skipped for the other three files"
+    assert _leftovers(tmp_path / "c") == []
+
+
+def test_a_trickling_source_counts_as_stalled(tmp_path, serve, tiny_files):
+    hashes, files = tiny_files
+    url = serve(files)
+    sources = [HttpSource(f"{url}/trickle/", timeout=0.5, min_rate=10_000), HttpSource(f"{url}/good/")]
+    fetch_files(tmp_path / "c", hashes, sources, progress=False)
+    assert [name for fault, name in serve.handler.log if fault == "trickle"] == [f"{NAMES[0]}.gz"]
     assert _leftovers(tmp_path / "c") == []
 
 

@@ -9,8 +9,8 @@ to its final name: a partial or unverified file never sits under a final name.
 Nothing a source sends is taken without limits: a download stops once it passes
 what a faithful copy can take (MNIST's raw size, a little more for gzip's framing;
 :data:`MAX_UNKNOWN_BYTES` for files of unknown size), verification stops
-decompressing at the raw size, and a source that stalls (no data for its timeout)
-is given up for the remaining files.
+decompressing at the raw size, and a source that stalls (no data for its timeout,
+or a trickle slower than its minimum rate) is given up for the remaining files.
 
 Sources are tried in order; a source that cannot be reached at all is skipped for
 the remaining files, so that without a network the whole attempt takes seconds.
@@ -26,6 +26,7 @@ import shutil
 import subprocess
 import sys
 import tarfile
+import time
 import urllib.error
 import urllib.request
 import zlib
@@ -100,6 +101,7 @@ class HttpSource:
 
     base_url: str
     timeout: float = 30.0  # seconds per socket operation; a source silent this long is given up
+    min_rate: float = 1024.0  # bytes/s on average, judged after `timeout` seconds; slower counts as a stall
 
     def __str__(self) -> str:
         return self.base_url
@@ -136,11 +138,12 @@ class HttpSource:
             if total is not None and total > limit:
                 raise SourceFailed(f"offers {total:,} bytes, more than the {limit:,} a copy of {name} can take")
             got = 0
+            started = time.monotonic()
             with tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=name,
                       disable=None if progress else True, leave=False, file=sys.stderr) as bar:
                 while True:
-                    try:
-                        chunk = response.read(min(_CHUNK, limit + 1 - got))
+                    try:  # read1: whatever one receive brings, so a trickle is seen as one
+                        chunk = response.read1(min(_CHUNK, limit + 1 - got))
                     except TimeoutError:
                         raise SourceUnreachable(f"stalled: no data for {self.timeout:g} s after {got:,} bytes "
                                                 f"of {name}; giving up on this source") from None
@@ -148,6 +151,11 @@ class HttpSource:
                         raise SourceFailed(f"download broke off after {got:,} bytes: {safe_text(e)}") from None
                     if not chunk:
                         break
+                    elapsed = time.monotonic() - started
+                    if elapsed > self.timeout and got + len(chunk) < self.min_rate * elapsed:
+                        raise SourceUnreachable(
+                            f"stalled: {got + len(chunk):,} bytes of {name} in {elapsed:.0f} s, slower than "
+                            f"{self.min_rate:,.0f} bytes/s; giving up on this source")
                     got += len(chunk)
                     if got > limit:
                         raise SourceFailed(f"sent more than {limit:,} bytes, the most a copy of {name} can take")
