@@ -88,7 +88,8 @@ def train(
         out_dir: run directory for the best model, history, checkpoint and
             snapshots; None keeps everything in memory.
         reporter: receives the chapter's printed lines and progress; None is silent.
-        resume: continue the run in ``out_dir`` from its checkpoint.
+        resume: continue the run in ``out_dir`` from its checkpoint (from the beginning
+            when it stopped before its first checkpoint).
         engine: the SGD engine; by default :func:`make_engine`.
 
     Returns:
@@ -97,6 +98,9 @@ def train(
     Raises:
         TrainingDivergedError: the loss or the parameters became non-finite; the
             best model saved so far is left in place.
+        ConfigError: without ``resume``, ``out_dir`` holds a run (a checkpoint, or a
+            cg / lbfgs best model); a directory whose run stopped before its first
+            checkpoint is used again.
         RunBusyError: another process holds ``out_dir`` (a run or a resume there).
         StorageError: a file could not be written (a full disk); the message says
             what is kept and how to go on.
