@@ -45,10 +45,12 @@ def show_path(path: object, limit: int = TEXT_LIMIT) -> str:
 
 def _clean_message(text: str) -> str:
     """Escape control characters (newlines excepted) and cap the length of a whole message."""
-    if len(text) > MESSAGE_LIMIT:
-        text = text[: MESSAGE_LIMIT - 40] + f"... (message cut, {len(text):,} characters)"
+    full = len(text)
+    text = text[:MESSAGE_LIMIT]  # bounds the work below
     if not text.replace("\n", "").isprintable():
         text = "".join(c if c.isprintable() or c == "\n" else repr(c)[1:-1] for c in text)
+    if full > MESSAGE_LIMIT or len(text) > MESSAGE_LIMIT:
+        text = text[: MESSAGE_LIMIT - 50] + f"... (message cut, {full:,} characters)"
     return text
 
 
