@@ -146,8 +146,10 @@ def test_a_run_killed_before_its_first_checkpoint_is_used_again(cli_data_dir, tm
     run.communicate(timeout=120)
     assert run.returncode == -signal.SIGKILL
     assert not (out / "checkpoint.safetensors").exists() and (out / "config.json").exists()
+    (out / ".checkpoint.safetensors.0123456789abcdef.tmp").write_bytes(b"half a file")  # as a kill mid-write leaves
     assert main([*TRAIN, "--data-dir", str(cli_data_dir), "--out", str(out)]) == 0
     assert load_model(out)[1]["epoch"] >= 1
+    assert not list(out.glob(".*.tmp")), "the next run removes what the killed one left"
 
 
 def test_import_of_the_command_line_loads_no_heavy_library():

@@ -5,7 +5,8 @@ Shared by every optimiser, so that SGD, CG and L-BFGS runs look the same on disk
 A run directory is owned by one process at a time: a run, or a resume, holds an
 exclusive ``fcntl.flock`` on ``<dir>/.lock`` (which records its pid) from before it
 reads anything there until it ends; a second process is refused at once, told
-the holder's pid. The lock goes with the process, so a killed run leaves none.
+the holder's pid. The lock goes with the process, so a killed run leaves none, and
+the next holder removes the temporary files a killed run left.
 
 A write that fails (a full disk) ends the run with a :class:`StorageError` that
 says what is kept and how to go on; files are written atomically, so what was
@@ -117,6 +118,7 @@ class RunDir:
             fd = self._lock()
             with _held_guard:
                 _held[key] = (me, 1)
+            self._remove_leftovers()
             yield self
         finally:
             if fd is not None:
@@ -159,6 +161,15 @@ class RunDir:
         except OSError:  # a full disk: the lock holds all the same, only the pid is not recorded
             pass
         return fd
+
+    def _remove_leftovers(self) -> None:
+        """Remove the temporary files a killed run left (only a lock holder writes them)."""
+        names = (io.BEST, io.CHECKPOINT, io.CONFIG, io.HISTORY)
+        found = [p for n in names for p in self.path.glob(f".{n}.*.tmp")]
+        if (self.path / io.SNAPSHOTS).is_dir():
+            found += (self.path / io.SNAPSHOTS).glob(".epoch-*.safetensors.*.tmp")
+        for p in found:
+            p.unlink(missing_ok=True)
 
     def holds_run(self) -> bool:
         """Whether a new run here would replace something worth keeping.
