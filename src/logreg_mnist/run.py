@@ -275,7 +275,8 @@ class RunDir:
         reason = "no space left on the device" if e.errno in _DISK_FULL else (e.strerror or str(e))
         text = f"{show_path(self.path)}: cannot write {name}: {reason}"
         if kept:
-            text += f". Kept: {self.kept()}. Free some space, then {self.next_step()}"
+            fix = "Free some space" if e.errno in _DISK_FULL else "Once it can be written"
+            text += f". Kept: {self.kept()}. {fix}, then {self.next_step()}"
         return StorageError(text)
 
 
