@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import gzip
 import http.server
 import io
@@ -9,6 +10,7 @@ import os
 import stat
 import tarfile
 import threading
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +18,9 @@ import pytest
 
 from logreg_mnist.data import HttpSource, NpmSource, fetch_files, load_mnist, resolve_data_dir
 from logreg_mnist.data.mnist import ENV_DATA_DIR
-from logreg_mnist.errors import DataError, DownloadError
+from logreg_mnist.data import fetch
+from logreg_mnist.data.fetch import MNIST_SHA256, content_digest
+from logreg_mnist.errors import DataError, DownloadError, StorageError
 
 from .conftest import NAMES, write_dataset
 
@@ -25,14 +29,20 @@ FAULTS = ("html", "403", "404", "503", "short", "bitflip")
 
 class _Handler(http.server.BaseHTTPRequestHandler):
     files: dict[str, bytes] = {}  # name.gz -> gzip bytes, set per server
+    log: list[tuple[str, str]] = []  # (fault, name) of every request
+    sent: dict[str, int] = {}  # fault -> bytes of body written before the client went away
+    release = threading.Event()  # lets a stalling handler go at the end of the test
 
     def log_message(self, *args):  # keep the test output clean
         pass
 
     def do_GET(self):
         _, fault, name = self.path.split("/", 2)
+        self.log.append((fault, name))
         body = self.files.get(name)
-        if body is None or fault == "404":
+        if fault in HOSTILE:
+            getattr(self, f"_{fault}")(body)
+        elif body is None or fault == "404":
             self.send_error(404)
         elif fault in ("403", "503"):
             self.send_error(int(fault))
@@ -61,18 +71,93 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self.wfile.write(body)
 
 
+    # Hostile servers: each loop is bounded, so a client without limits would only waste time.
+
+    def _endless(self, body):  # 200 without a length, then zeros until the client hangs up (at most 64 MiB)
+        self.send_response(200)
+        self.end_headers()
+        self._send_until_closed(bytes(1 << 16), 1024)
+
+    def _biglength(self, body):  # announces 1 GiB
+        self.send_response(200)
+        self.send_header("Content-Length", str(1 << 30))
+        self.end_headers()
+        self._send_until_closed(bytes(1 << 16), 1024)
+
+    def _send_until_closed(self, chunk, times):
+        sent = 0
+        try:
+            for _ in range(times):
+                self.wfile.write(chunk)
+                sent += len(chunk)
+        except OSError:
+            pass
+        self.sent[self.path.split("/")[1]] = sent
+        self.close_connection = True
+
+    def _bomb(self, body):  # a valid gzip of 16 MiB of zeros: 16 KB on the wire
+        self._send_body(_gzip_bomb(16 << 20))
+
+    def _stall(self, body):  # half the body, then silence until the test ends (at most 20 s)
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body[: len(body) // 2])
+        self.wfile.flush()
+        self.release.wait(20)
+        self.close_connection = True
+
+    def _trickle(self, body):  # one byte every 20 ms, at most 500 of them (10 s)
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        try:
+            for i in range(min(500, len(body))):
+                self.wfile.write(body[i : i + 1])
+                self.wfile.flush()
+                if self.release.wait(0.02):
+                    break
+        except OSError:
+            pass
+        self.close_connection = True
+
+    def _evilreason(self, body):  # a status line with terminal escapes and 10,000 characters
+        self.send_response(502, "\x1b]0;owned\x07\x1b[2J" + "A" * 10_000)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def _send_body(self, body):
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+HOSTILE = ("endless", "biglength", "bomb", "stall", "trickle", "evilreason")
+
+
+@functools.lru_cache
+def _gzip_bomb(n_bytes: int) -> bytes:
+    z = zlib.compressobj(9, zlib.DEFLATED, 31)  # gzip framing
+    zeros = bytes(1 << 20)
+    return b"".join(z.compress(zeros) for _ in range(n_bytes >> 20)) + z.flush()
+
+
 @pytest.fixture
 def serve():
     servers = []
+    release = threading.Event()
 
     def start(files: dict[str, bytes]) -> str:
-        handler = type("Handler", (_Handler,), {"files": files})
+        handler = type("Handler", (_Handler,), {"files": files, "log": [], "sent": {}, "release": release})
         server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        threading.Thread(target=server.serve_forever, daemon=True).start()
+        threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
         servers.append(server)
+        start.handler = handler
         return f"http://127.0.0.1:{server.server_address[1]}"
 
     yield start
+    release.set()
     for server in servers:
         server.shutdown()
         server.server_close()
@@ -205,3 +290,79 @@ def test_empty_cache_fills_from_the_first_good_mirror_and_heals(tmp_path, monkey
     (cache / "t10k-labels-idx1-ubyte.gz").write_bytes(gzip.compress(b"\0\0\x08\x01\0\0\0\x01\x07"))
     data = load_mnist(sources=sources, progress=False)
     assert data.verified and data.test.labels[:3].tolist() == [7, 2, 1]
+
+
+LABELS = "train-labels-idx1-ubyte"  # MNIST's: 60,008 bytes raw, so a copy takes at most 64,162
+
+
+@pytest.mark.parametrize("fault, message", [
+    ("endless", "sent more than 64,162 bytes, the most a copy of train-labels-idx1-ubyte can take"),
+    ("biglength", "offers 1,073,741,824 bytes, more than the 64,162 a copy of train-labels-idx1-ubyte can take"),
+    ("bomb", "fails verification: content longer than 60,008 bytes"),
+])
+def test_downloads_are_capped_at_what_a_faithful_copy_can_take(tmp_path, serve, fault, message):
+    url = serve({f"{LABELS}.gz": b""})
+    with pytest.raises(DownloadError) as e:
+        fetch_files(tmp_path / "c", {LABELS: MNIST_SHA256[LABELS]}, [HttpSource(f"{url}/{fault}/", timeout=5)],
+                    progress=False)
+    assert message in str(e.value)
+    assert list((tmp_path / "c").iterdir()) == []
+    assert serve.handler.sent.get(fault, 0) < 8 << 20, "the client hung up long before the server's 64 MiB"
+
+
+def test_verification_stops_decompressing_at_the_raw_size(tmp_path):
+    bomb = tmp_path / "bomb.gz"
+    bomb.write_bytes(_gzip_bomb(16 << 20))
+    with pytest.raises(DataError, match=r"content longer than 1,000 bytes"):
+        content_digest(bomb, 1000)
+    assert content_digest(bomb, 16 << 20) == content_digest(bomb, (16 << 20) + 1)
+
+
+def test_a_stalling_source_is_abandoned_after_its_first_stall(tmp_path, serve, tiny_files):
+    hashes, files = tiny_files
+    url = serve(files)
+    sources = [HttpSource(f"{url}/stall/", timeout=0.5), HttpSource(f"{url}/good/")]
+    paths = fetch_files(tmp_path / "c", hashes, sources, progress=False)
+    assert sorted(p.name for p in paths.values()) == sorted(files)
+    stalled = [name for fault, name in serve.handler.log if fault == "stall"]
+    assert stalled == [f"{NAMES[0]}.gz"], "one stall, then the source is skipped for the other three files"
+    assert _leftovers(tmp_path / "c") == []
+
+
+def test_a_trickling_source_counts_as_stalled(tmp_path, serve, tiny_files):
+    hashes, files = tiny_files
+    url = serve(files)
+    sources = [HttpSource(f"{url}/trickle/", timeout=0.5, min_rate=10_000), HttpSource(f"{url}/good/")]
+    fetch_files(tmp_path / "c", hashes, sources, progress=False)
+    assert [name for fault, name in serve.handler.log if fault == "trickle"] == [f"{NAMES[0]}.gz"]
+    assert _leftovers(tmp_path / "c") == []
+
+
+def test_a_server_s_words_are_quoted_and_cut_short(tmp_path, serve, tiny_files):
+    hashes, files = tiny_files
+    url = serve(files)
+    with pytest.raises(DownloadError) as e:
+        fetch_files(tmp_path / "c", hashes, [HttpSource(f"{url}/evilreason/", timeout=5)], progress=False)
+    msg = str(e.value)
+    assert "\x1b" not in msg and "\x07" not in msg
+    assert "HTTP 502 '\\x1b]0;owned\\x07\\x1b[2JAAA" in msg and "(10,014 characters)" in msg
+    assert len(msg) < 4000
+
+
+def test_a_full_disk_during_a_download_stops_at_once_and_leaves_nothing(tmp_path, serve, tiny_files, monkeypatch):
+    import errno
+
+    hashes, files = tiny_files
+    url = serve(files)
+    dest = tmp_path / "c"
+    fetch_files(dest, {NAMES[0]: hashes[NAMES[0]]}, [HttpSource(f"{url}/good/")], progress=False)
+
+    def full(fd, data):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(fetch, "write_all", full)
+    with pytest.raises(StorageError, match=r"cannot write train-labels-idx1-ubyte: no space left on the device; "
+                                           r"the files already verified there are kept"):
+        fetch_files(dest, hashes, [HttpSource(f"{url}/good/"), HttpSource(f"{url}/good/")], progress=False)
+    assert sorted(p.name for p in dest.iterdir()) == [f"{NAMES[0]}.gz"]
+    assert [name for _, name in serve.handler.log].count(f"{NAMES[1]}.gz") == 1, "no other source is tried"

@@ -93,7 +93,7 @@ def test_malicious_pickle_is_refused_and_never_runs(tmp_path):
     assert b"posix" in data and b"system" in data
     path = tmp_path / "mnist.pkl.gz"
     path.write_bytes(gzip.compress(data))
-    with pytest.raises(UnsafePickleError, match=r"refusing to load global posix\.system"):
+    with pytest.raises(UnsafePickleError, match=r"refusing to load global 'posix\.system'"):
         read_legacy_pickle(path)
     assert not marker.exists()
 
@@ -110,7 +110,7 @@ def test_object_array_hiding_a_call_is_refused(tmp_path):
         read_legacy_pickle(path)
     assert not marker.exists()
     # An object array of harmless values is refused for its dtype alone.
-    with pytest.raises(UnsafePickleError, match=r"dtype object"):
+    with pytest.raises(UnsafePickleError, match=r"dtype 'object'"):
         safe_unpickle(py2_pickle(np.array([1, "a"], dtype=object)))
 
 
@@ -134,3 +134,103 @@ def test_garbage_is_a_data_error(tmp_path):
     path.write_bytes(gzip.compress(b"not a pickle at all"))
     with pytest.raises(DataError, match=r"not a valid pickle"):
         read_legacy_pickle(path)
+
+
+# Hostile files that claim big sizes: each is refused before anything big is allocated.
+
+class _Reconstruct:
+    """Pickles as ``numpy._core.multiarray._reconstruct(ndarray, shape, dtype)`` with no data after it."""
+
+    def __init__(self, shape, typecode="f4", cls=np.ndarray):
+        self.args = (cls, shape, typecode)
+
+    def __reduce__(self):
+        return (np.ndarray.__reduce__(np.zeros(0))[0], self.args)
+
+
+class _CallNdarray:
+    def __reduce__(self):
+        return (np.ndarray, ((600_000, 784), "f8"))
+
+
+def _allocation_bomb(tmp_path, item) -> tuple:
+    split = (item, _Reconstruct((600_000,), "i8"))
+    path = tmp_path / "mnist.pkl.gz"
+    path.write_bytes(gzip.compress(pickle.dumps((split, split, split), protocol=2)))
+    assert path.stat().st_size < 5_000
+    return path
+
+
+@pytest.mark.parametrize("item, message", [
+    (_Reconstruct((600_000, 784)), r"refusing an array of shape \(600000, 784\) \(1,881,600,000 bytes\): more than"),
+    (_CallNdarray(), r"refusing to call numpy.ndarray directly"),
+])
+def test_a_few_kilobytes_claiming_600000_rows_are_refused_before_allocating(tmp_path, item, message):
+    import tracemalloc
+
+    path = _allocation_bomb(tmp_path, item)
+    tracemalloc.start()
+    try:
+        with pytest.raises(UnsafePickleError, match=message):
+            read_legacy_pickle(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 10 << 20
+
+
+def test_declared_lengths_beyond_the_data_are_refused_before_the_unpickler_runs():
+    # BINBYTES8 claiming 1 TiB, and a memo slot 2**31 (the C unpickler sizes its memo to twice that).
+    with pytest.raises(DataError, match=r"not a valid pickle: .*expected 1099511627776 bytes"):
+        safe_unpickle(b"\x80\x04\x8e" + struct.pack("<Q", 1 << 40) + b"abc.")
+    with pytest.raises(UnsafePickleError, match=r"refusing memo slot 2147483648"):
+        safe_unpickle(b"\x80\x02K\x01r" + struct.pack("<I", 1 << 31) + b".")
+
+
+def test_gzip_bomb_is_streamed_and_refused_at_the_limit(tmp_path, monkeypatch):
+    import tracemalloc
+
+    from logreg_mnist.data import legacy
+
+    monkeypatch.setattr(legacy, "MAX_PICKLE_BYTES", 2 << 20)
+    path = tmp_path / "mnist.pkl.gz"
+    path.write_bytes(gzip.compress(bytes(64 << 20), compresslevel=1))  # 64 MiB of zeros in ~300 KB
+    tracemalloc.start()
+    try:
+        with pytest.raises(DataError, match=r"decompresses to more than 2,097,152 bytes, the limit for a data pickle"):
+            read_legacy_pickle(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 12 << 20, "decompressed in chunks, stopped at the limit"
+    raw = tmp_path / "mnist.pkl"
+    raw.write_bytes(bytes(3 << 20))
+    with pytest.raises(DataError, match=r"holds more than 2,097,152 bytes"):
+        read_legacy_pickle(raw)
+
+
+def test_splits_larger_than_the_bound_are_refused(tmp_path, monkeypatch):
+    from logreg_mnist.data import legacy
+
+    monkeypatch.setattr(legacy, "MAX_SPLIT_ROWS", 20)
+    path = tmp_path / "mnist.pkl"
+    path.write_bytes(pickle.dumps(tutorial_like(), protocol=2))
+    with pytest.raises(DataError, match=r"\[train\]: expected at most 20 examples in a split, found 30"):
+        read_legacy_pickle(path)
+
+
+def test_names_from_the_file_are_quoted_and_cut_short(tmp_path):
+    escape = "\x1b]0;owned\x07\x1b[2J"
+    messages = []
+    for module, name in ((escape + "os", "system"), ("m" * (16 << 20), "x")):
+        data = b"\x80\x02c" + module.encode() + b"\n" + name.encode() + b"\n."
+        path = tmp_path / "mnist.pkl.gz"
+        path.write_bytes(gzip.compress(data))
+        with pytest.raises(UnsafePickleError) as e:
+            read_legacy_pickle(path)
+        msg = str(e.value)
+        assert "\x1b" not in msg and "\x07" not in msg and msg.isprintable()
+        assert len(msg) < 600 and "refusing to load global '" in msg
+        messages.append(msg)
+    assert r"global '\x1b]0;owned\x07\x1b[2Jos.system':" in messages[0]
+    assert "'mmmm" in messages[1] and "... (16,777,218 characters): only NumPy" in messages[1]

@@ -155,7 +155,7 @@ def test_run_directory_contents(tiny_data, tmp_path):
     config = TrainConfig(batch_size=20, patience=30, n_epochs=12, snapshot_every=4)
     model, history = train(tiny_data, config, tmp_path / "run")
     names = sorted(p.name for p in (tmp_path / "run").iterdir())
-    assert names == ["best.safetensors", "checkpoint.safetensors", "config.json", "history.jsonl", "snapshots"]
+    assert names == [".lock", "best.safetensors", "checkpoint.safetensors", "config.json", "history.jsonl", "snapshots"]
     assert sorted(p.name for p in (tmp_path / "run" / "snapshots").iterdir()) == [
         f"epoch-{e:04d}.safetensors" for e in (4, 8, 12)][: history.epochs // 4]
     rows = read_history(tmp_path / "run")

@@ -7,6 +7,7 @@ file, no data), 130 interrupted (Ctrl-C).
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import sys
 import tempfile
@@ -16,7 +17,9 @@ from datetime import datetime
 from pathlib import Path
 
 from .config import PRESETS, TrainConfig, preset
-from .errors import EXIT_INTERRUPTED, EXIT_OK, ConfigError, LogregMnistError
+from .errors import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK, ConfigError, LogregMnistError, show_path
+
+_DISK_FULL = (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))
 
 _DEFAULTS = TrainConfig()
 
@@ -159,15 +162,25 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    # Everything runs inside the handlers, imports included (the commands import NumPy,
+    # SciPy, ... when they start), so a Ctrl-C at any moment is exit 130 without a traceback.
+    command = ""
     try:
+        args = build_parser().parse_args(argv)
+        command = f" {args.command}"
         return args.func(args)
     except LogregMnistError as e:
-        print(f"logreg-mnist {args.command}: error: {e}", file=sys.stderr)
+        print(f"logreg-mnist{command}: error: {e}", file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:
-        print(f"logreg-mnist {args.command}: interrupted", file=sys.stderr)
+        print(f"logreg-mnist{command}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except OSError as e:
+        if e.errno not in _DISK_FULL:
+            raise
+        where = f" {show_path(e.filename)}" if e.filename else ""
+        print(f"logreg-mnist{command}: error: cannot write{where}: no space left on the device", file=sys.stderr)
+        return EXIT_FAILURE
 
 
 def _load_data(args, *, download: bool = True, max_resident: int | None = None):
@@ -200,6 +213,7 @@ def _new_run_dir() -> Path:
 def cmd_train(args) -> int:
     from . import persistence as io
     from .reporting import ConsoleReporter
+    from .run import RunDir
     from .train import load_run_config, train
 
     overrides = {name: getattr(args, name) for _, name, _, _ in _HYPERPARAMETERS}
@@ -217,8 +231,9 @@ def cmd_train(args) -> int:
     else:
         config = preset(args.preset, dry_run=args.dry_run or None, **overrides)
         out = Path(args.out) if args.out else None
-        if out is not None and (out / io.CONFIG).exists():
-            raise ConfigError(f"{out} already holds a run; continue it with --resume {out} or choose another --out")
+        if out is not None and out.is_dir():
+            with RunDir(out).owned() as run:  # early, before the data is loaded: busy, or holding a run
+                run.check_new()  # (train() checks again under its own hold of the lock)
     from .data.stream import default_max_resident, parse_size
 
     max_resident = parse_size(args.max_resident) if args.max_resident is not None else default_max_resident()

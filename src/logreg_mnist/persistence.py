@@ -27,7 +27,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.numpy import load_file, save
 
 from ._version import __version__
-from ._files import atomic_write_bytes
+from ._files import append_bytes, atomic_write_bytes
 from .errors import ModelFileError
 from .model import LogisticRegression
 
@@ -136,6 +136,8 @@ def read_history(path: str | os.PathLike) -> list[dict[str, Any]]:
                     try:
                         rows.append(json.loads(line))
                     except json.JSONDecodeError as e:
+                        if not line.endswith("\n"):  # a last line cut short by a kill: never finished
+                            break
                         raise ModelFileError(f"{path}:{n}: not a JSON line: {e}") from None
     except OSError as e:
         raise ModelFileError(f"{path}: cannot read history: {e.strerror or e}") from None
@@ -151,5 +153,5 @@ class HistoryWriter:
         atomic_write_text(self.path, "".join(json.dumps(r) + "\n" for r in (keep or [])))
 
     def append(self, row: Mapping[str, Any]) -> None:
-        with open(self.path, "a", encoding="utf-8") as f:
-            f.write(json.dumps(dict(row)) + "\n")
+        """Append one line, whole or not at all (a full disk leaves the file as it was)."""
+        append_bytes(self.path, (json.dumps(dict(row)) + "\n").encode("utf-8"))

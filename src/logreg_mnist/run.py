@@ -1,13 +1,28 @@
 """One training run's record (:class:`History`) and its directory (:class:`RunDir`).
 
 Shared by every optimiser, so that SGD, CG and L-BFGS runs look the same on disk.
+
+A run directory is owned by one process at a time: a run, or a resume, holds an
+exclusive ``fcntl.flock`` on ``<dir>/.lock`` (which records its pid) from before it
+reads anything there until it ends; a second process is refused at once, told
+the holder's pid. The lock goes with the process, so a killed run leaves none, and
+the next holder removes the temporary files a killed run left.
+
+A write that fails (a full disk) ends the run with a :class:`StorageError` that
+says what is kept and how to go on; files are written atomically, so what was
+there before stays intact.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,6 +32,18 @@ import numpy as np
 from . import persistence as io
 from .config import TrainConfig
 from .data import Dataset
+from .errors import ConfigError, RunBusyError, StorageError, show_path
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - not POSIX: runs are not locked
+    fcntl = None
+
+LOCK = ".lock"
+_DISK_FULL = (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))
+_NO_LOCKS = (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL)
+_held: dict[str, tuple[int, int]] = {}  # resolved run directory -> (thread id, depth) locked by this process
+_held_guard = threading.Lock()
 
 
 @dataclass
@@ -48,29 +75,236 @@ class RunDir:
 
     def __init__(self, path: str | os.PathLike | None):
         self.path = Path(path) if path is not None else None
+        self.optimizer = "sgd"  # set by create: SGD runs keep a checkpoint to resume from; cg and lbfgs do not
+
+    # ownership
+
+    @contextmanager
+    def owned(self) -> Iterator[RunDir]:
+        """Hold the directory's exclusive lock for the block (creating the directory).
+
+        Re-entrant within one thread, so a driver that calls another driver on the same
+        directory does not refuse itself.
+
+        Raises:
+            RunBusyError: another process (or thread) holds the lock; names its pid.
+            StorageError: the directory or its lock file cannot be created.
+        """
+        if self.path is None or fcntl is None:
+            yield self
+            return
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            key = str(self.path.resolve())
+        except OSError as e:
+            raise self._write_error(e, "the run directory", kept=False) from None
+        me = threading.get_ident()
+        with _held_guard:
+            owner, depth = _held.get(key, (me, 0))
+            if owner != me:
+                raise RunBusyError(f"{show_path(self.path)} is in use by another thread of this process "
+                                   f"(pid {os.getpid()}); wait for its run to end, or choose another directory")
+            if depth:
+                _held[key] = (me, depth + 1)
+        if depth:
+            try:
+                yield self
+            finally:
+                with _held_guard:
+                    _held[key] = (me, depth)
+            return
+        fd = None
+        try:
+            fd = self._lock()
+            with _held_guard:
+                _held[key] = (me, 1)
+            self._remove_leftovers()
+            yield self
+        finally:
+            if fd is not None:
+                with _held_guard:
+                    _held.pop(key, None)
+            if fd is not None and fd >= 0:
+                try:
+                    os.ftruncate(fd, 0)
+                except OSError:
+                    pass
+                os.close(fd)  # releases the flock
+
+    def _lock(self) -> int:
+        """Take the flock; returns its descriptor, or -1 where the filesystem has no locks."""
+        lock = self.path / LOCK
+        try:
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o666)
+        except OSError as e:
+            raise self._write_error(e, LOCK, kept=False) from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _holder(fd)
+            os.close(fd)
+            raise RunBusyError(
+                f"{show_path(self.path)} is in use by another process ({holder}), which holds its lock "
+                f"{LOCK}: a run or a resume is under way there; wait for it to end, or choose another directory"
+            ) from None
+        except OSError as e:  # a filesystem without locks (some network ones): the run goes on unlocked
+            os.close(fd)
+            if e.errno in _NO_LOCKS:
+                return -1
+            raise self._write_error(e, LOCK, kept=False) from None
+        except BaseException:
+            os.close(fd)
+            raise
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        except OSError:  # a full disk: the lock holds all the same, only the pid is not recorded
+            pass
+        return fd
+
+    def _remove_leftovers(self) -> None:
+        """Remove the temporary files a killed run left (only a lock holder writes them)."""
+        names = (io.BEST, io.CHECKPOINT, io.CONFIG, io.HISTORY)
+        found = [p for n in names for p in self.path.glob(f".{n}.*.tmp")]
+        if (self.path / io.SNAPSHOTS).is_dir():
+            found += (self.path / io.SNAPSHOTS).glob(".epoch-*.safetensors.*.tmp")
+        for p in found:
+            p.unlink(missing_ok=True)
+
+    def holds_run(self) -> bool:
+        """Whether a new run here would replace something worth keeping.
+
+        True when there is a checkpoint (``--resume`` continues it), or a best model of a
+        run that cannot be resumed (cg, lbfgs, or no readable ``config.json``). A directory
+        whose SGD run stopped before its first checkpoint holds nothing a new run would
+        lose, and is used again as it is.
+        """
+        if self.path is None:
+            return False
+        if (self.path / io.CHECKPOINT).is_file():
+            return True
+        if not (self.path / io.BEST).is_file():
+            return False
+        try:
+            return json.loads((self.path / io.CONFIG).read_text(encoding="utf-8"))["config"]["optimizer"] != "sgd"
+        except (OSError, ValueError, KeyError, TypeError):
+            return True
+
+    def check_new(self) -> None:
+        """Refuse to start a new run over one that :meth:`holds_run` (call with the lock held).
+
+        Raises:
+            ConfigError: naming the way out (``--resume``, or another directory).
+        """
+        if self.holds_run():
+            where = show_path(self.path)
+            raise ConfigError(f"{where} already holds a run; continue it with --resume {where} "
+                              "or choose another --out")
+
+    # writing
 
     def create(self, config: TrainConfig, dataset: Dataset, resume_rows: list[dict] | None = None,
                **runtime: Any) -> None:
         """Write ``config.json`` (with ``runtime`` choices such as the engine beside the
         config, which they do not change) and start the history."""
+        self.optimizer = config.optimizer
         if self.path is None:
             return
-        self.path.mkdir(parents=True, exist_ok=True)
-        io.atomic_write_text(self.path / io.CONFIG, json.dumps(
-            {"config": config.to_dict(), "dataset": dataset.identity, "data_source": str(dataset.source),
-             **runtime}, indent=2) + "\n")
-        self.history = io.HistoryWriter(self.path / io.HISTORY, keep=resume_rows)
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            io.atomic_write_text(self.path / io.CONFIG, json.dumps(
+                {"config": config.to_dict(), "dataset": dataset.identity, "data_source": str(dataset.source),
+                 **runtime}, indent=2) + "\n")
+            self.history = io.HistoryWriter(self.path / io.HISTORY, keep=resume_rows)
+        except OSError as e:
+            raise self._write_error(e, io.CONFIG) from None
 
     def append_history(self, row: dict[str, Any]) -> None:
         if self.path is not None:
-            self.history.append(row)
+            try:
+                self.history.append(row)
+            except OSError as e:
+                raise self._write_error(e, io.HISTORY) from None
 
     def save(self, name: str, W: np.ndarray, b: np.ndarray, meta: dict[str, Any]) -> None:
         if self.path is None:
             return
         target = self.path / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        io.save_model(target, W, b, meta)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            io.save_model(target, W, b, meta)
+        except OSError as e:
+            raise self._write_error(e, name) from None
+
+    # what to tell the user
+
+    def kept(self) -> str:
+        """The run's files that exist, with what they hold, e.g. ``best.safetensors (epoch 30, ...)``."""
+        parts = []
+        best = self.path / io.BEST
+        if best.is_file():
+            meta = _metadata(best)
+            figures = []
+            if isinstance(meta.get("epoch"), int):
+                figures.append(f"{'epoch' if self.optimizer == 'sgd' else 'iteration'} {meta['epoch']}")
+            if isinstance(meta.get("valid_error"), float):
+                figures.append(f"validation error {meta['valid_error'] * 100:.4f} %")
+            parts.append(f"the best model in {show_path(best)}" + (f" ({', '.join(figures)})" if figures else ""))
+        checkpoint = self.path / io.CHECKPOINT
+        if checkpoint.is_file():
+            epoch = _metadata(checkpoint).get("state", {}).get("epoch")
+            parts.append(f"a checkpoint in {show_path(checkpoint)}"
+                         + (f" (end of epoch {epoch})" if isinstance(epoch, int) else ""))
+        return " and ".join(parts) if parts else "no model was saved yet"
+
+    def next_step(self) -> str:
+        """How to go on with this directory (an imperative clause), naming only what exists."""
+        where = show_path(self.path)
+        if self.optimizer != "sgd":
+            return f"start a new run (a {self.optimizer} run cannot be resumed)"
+        if (self.path / io.CHECKPOINT).is_file():
+            return f"continue with: logreg-mnist train --resume {where}"
+        if not (self.path / io.CONFIG).is_file():
+            return f"run it again: logreg-mnist train --out {where} (nothing of the run was written there)"
+        return (f"start it again with: logreg-mnist train --resume {where} (no epoch had finished, so it "
+                f"starts from the beginning; train --out {where} uses the directory again as well)")
+
+    def interrupted(self, epoch: int) -> str:
+        """The line printed when a run is interrupted in ``epoch``."""
+        kept = self.kept()
+        return f"Interrupted in epoch {epoch}. Kept: {kept}; {self.next_step()}"
+
+    def _write_error(self, e: OSError, name: str, kept: bool = True) -> StorageError:
+        reason = "no space left on the device" if e.errno in _DISK_FULL else (e.strerror or str(e))
+        text = f"{show_path(self.path)}: cannot write {name}: {reason}"
+        if kept:
+            fix = "Free some space" if e.errno in _DISK_FULL else "Once it can be written"
+            text += f". Kept: {self.kept()}. {fix}, then {self.next_step()}"
+        return StorageError(text)
+
+
+def _metadata(path: Path) -> dict[str, Any]:
+    """A model file's metadata (JSON-decoded), or {} when it cannot be read."""
+    try:
+        from safetensors import safe_open
+
+        with safe_open(path, framework="np") as f:
+            return {k: json.loads(v) for k, v in (f.metadata() or {}).items()}
+    except Exception:  # a message must not fail for want of figures
+        return {}
+
+
+def _holder(fd: int) -> str:
+    """'pid N' from a held lock file (the holder writes it just after locking)."""
+    for _ in range(50):
+        try:
+            text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+        except OSError:
+            break
+        if text.isdigit():
+            return f"pid {int(text)}"
+        time.sleep(0.01)
+    return "pid unknown"
 
 
 def model_meta(config: TrainConfig, data: Dataset, **figures: Any) -> dict[str, Any]:

@@ -10,6 +10,7 @@ geometric patience. The arithmetic is delegated to an engine
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -25,7 +26,7 @@ from .config import TrainConfig, validation_frequency
 from .data import Dataset
 from .early_stopping import EarlyStopping
 from .engines import Engine, make_engine
-from .errors import ConfigError, ModelFileError, TrainingDivergedError
+from .errors import ConfigError, LogregMnistError, ModelFileError, TrainingDivergedError
 from .model import LogisticRegression
 from .reporting import Reporter
 from .run import History, RunDir, model_meta
@@ -97,7 +98,8 @@ def train(
         out_dir: run directory for the best model, history, checkpoint and
             snapshots; None keeps everything in memory.
         reporter: receives the chapter's printed lines and progress; None is silent.
-        resume: continue the run in ``out_dir`` from its checkpoint.
+        resume: continue the run in ``out_dir`` from its checkpoint (from the beginning
+            when it stopped before its first checkpoint).
         engine: the SGD engine, by name (``auto``, ``numpy``, ``fused``, ``gpu``; see
             :mod:`logreg_mnist.engines`) or an engine object. A run-time choice: every
             engine computes the same algorithm (within its stated float tolerance).
@@ -113,27 +115,44 @@ def train(
     Raises:
         TrainingDivergedError: the loss or the parameters became non-finite; the
             best model saved so far is left in place.
+        ConfigError: without ``resume``, ``out_dir`` holds a run (a checkpoint, or a
+            cg / lbfgs best model); a directory whose run stopped before its first
+            checkpoint is used again.
+        RunBusyError: another process holds ``out_dir`` (a run or a resume there).
+        StorageError: a file could not be written (a full disk); the message says
+            what is kept and how to go on.
         KeyboardInterrupt: after the run directory is left consistent (the best
             model saved, a checkpoint at the last finished epoch).
     """
     reporter = reporter or Reporter()
     config = config or TrainConfig()
+    with RunDir(out_dir).owned():  # one process per run directory, from the first read to the end
+        return _train(data, config, out_dir, reporter, resume, engine, threads, max_resident)
+
+
+def _train(data: Dataset, config: TrainConfig, out_dir, reporter: Reporter, resume: bool,
+           engine: str | Engine, threads: int | None, max_resident: int | None
+           ) -> tuple[LogisticRegression, History]:
     if config.optimizer != "sgd":
         if resume:
+            kept = RunDir(out_dir).kept() if out_dir is not None else "nothing"
             raise ConfigError(f"resume: a {config.optimizer} run cannot be continued (SciPy's optimiser state "
-                              "is not saved); its best model is kept, or start a new run")
+                              f"is not saved); kept: {kept}; start a new run")
         from .optimizers import train_full_batch  # SciPy, loaded only for cg and lbfgs
 
         return train_full_batch(data, config, out_dir, reporter=reporter)
     run = RunDir(out_dir)
+    if not resume:
+        run.check_new()
     if isinstance(engine, str):
         engine = make_engine(engine, data, config, threads=threads, max_resident=max_resident)
     n_batches = engine.n_train_batches
     frequency = validation_frequency(n_batches, config.patience)
     history = History()
 
-    if resume:
-        state, rows, best = _load_checkpoint(run, data, config)
+    resumed = _load_checkpoint(run, data, config, reporter) if resume else None
+    if resumed is not None:
+        state, rows, best = resumed
         engine.set_params(*best.pop("current"))
         history.rows = rows
     else:
@@ -203,15 +222,17 @@ def train(
                                      valid_error=valid_error))
             saver.checkpoint(W, b, {"state": state.to_dict(), "dataset": data.identity,
                                     "config": config.to_dict()}, final=state.done or state.epoch >= config.n_epochs)
-    except TrainingDivergedError:
-        saver.flush()  # the last good best model and the last finished epoch's checkpoint
+    except Exception:
+        # A divergence, a data file that changed, a full disk: keep the last good best model
+        # and the last finished epoch's checkpoint where they can still be written.
+        with contextlib.suppress(LogregMnistError, OSError):
+            saver.flush()
         raise
     except KeyboardInterrupt:
         saver.flush()
         reporter.close()
         if run.path is not None:
-            reporter.message(f"Interrupted in epoch {state.epoch}. The best model is in {run.path / io.BEST}; "
-                             f"continue with: logreg-mnist train --resume {run.path}")
+            reporter.message(run.interrupted(state.epoch))
         raise
     finally:
         blas.restore_original_limits()
@@ -283,12 +304,17 @@ def _check_finite(engine: Engine, nll_sum: float, epoch: int, minibatch: int, ru
     )
 
 
-def _load_checkpoint(run: RunDir, data: Dataset, config: TrainConfig):
+def _load_checkpoint(run: RunDir, data: Dataset, config: TrainConfig, reporter: Reporter):
+    """The saved state, rows and parameters; None for a run stopped before its first checkpoint."""
     if run.path is None:
         raise ConfigError("resume needs the run directory to continue")
     ckpt = run.path / io.CHECKPOINT
     if not ckpt.is_file():
-        raise ModelFileError(f"{run.path}: no {io.CHECKPOINT} to resume from (did the run finish an epoch?)")
+        if not (run.path / io.CONFIG).is_file():
+            raise ModelFileError(f"{run.path}: no run to resume here (expected {io.CONFIG} and {io.CHECKPOINT})")
+        reporter.message(f"{run.path}: no epoch had finished (no {io.CHECKPOINT}); starting the run from the "
+                         "beginning")
+        return None
     current, meta = io.load_model(ckpt)
     if meta.get("dataset") != data.identity:
         raise ConfigError(f"{run.path}: the run was trained on dataset {meta.get('dataset')}, "

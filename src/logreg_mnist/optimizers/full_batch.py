@@ -85,9 +85,18 @@ def train_full_batch(
     With ``config.drop_last`` (the tutorial preset) the training set is cut to whole
     minibatches of ``config.batch_size`` and the errors are over whole minibatches
     only, as in the original; otherwise every example counts.
+
+    Raises:
+        RunBusyError: another process holds ``out_dir``.
+        StorageError: a file could not be written (a full disk).
     """
-    reporter = reporter or Reporter()
+    with RunDir(out_dir).owned():  # one process per run directory
+        return _train_full_batch(data, config, out_dir, reporter or Reporter())
+
+
+def _train_full_batch(data: Dataset, config: TrainConfig, out_dir, reporter: Reporter):
     run = RunDir(out_dir)
+    run.check_new()
     run.create(config, data)
 
     def counted(n: int) -> int:
