@@ -16,10 +16,11 @@ from .errors import LogregMnistError  # noqa: E402
 from .estimator import SoftmaxRegressionClassifier  # noqa: E402
 from .model import LogisticRegression  # noqa: E402
 from .persistence import load_model, save_model  # noqa: E402
+from .run import load_history, load_run_data  # noqa: E402
 from .train import History, train  # noqa: E402
 
 __all__ = [
     "Dataset", "History", "LogisticRegression", "LogregMnistError", "SoftmaxRegressionClassifier", "Split",
     "TrainConfig",
-    "__version__", "load_mnist", "load_model", "preset", "save_model", "train",
+    "__version__", "load_history", "load_mnist", "load_model", "load_run_data", "preset", "save_model", "train",
 ]

@@ -28,8 +28,8 @@ from .engine import Engine, NumpyEngine
 from .errors import ConfigError, ModelFileError, TrainingDivergedError
 from .model import LogisticRegression
 from .optimizers import train_full_batch
-from .reporting import Reporter
-from .run import History, RunDir, model_meta
+from .reporting import Reporter, percent
+from .run import History, RunDir, check_run_target, clear_run, model_meta, scored_counts
 
 
 @dataclass
@@ -77,6 +77,7 @@ def train(
     *,
     reporter: Reporter | None = None,
     resume: bool = False,
+    overwrite: bool = False,
     engine: Engine | None = None,
 ) -> tuple[LogisticRegression, History]:
     """Train a :class:`LogisticRegression` on ``data`` as ``config`` says.
@@ -89,12 +90,17 @@ def train(
             snapshots; None keeps everything in memory.
         reporter: receives the chapter's printed lines and progress; None is silent.
         resume: continue the run in ``out_dir`` from its checkpoint.
+        overwrite: clear a run already in ``out_dir`` (its files, snapshots and
+            plots) and start afresh. Without ``resume`` or ``overwrite``, a directory
+            that holds a run is refused: a run is never replaced by accident.
         engine: the SGD engine; by default :func:`make_engine`.
 
     Returns:
         (best model, history).
 
     Raises:
+        ConfigError: ``out_dir`` holds a run and neither ``resume`` nor ``overwrite``
+            is given, or it cannot be a directory.
         TrainingDivergedError: the loss or the parameters became non-finite; the
             best model saved so far is left in place.
         KeyboardInterrupt: after the run directory is left consistent (the best
@@ -102,16 +108,21 @@ def train(
     """
     reporter = reporter or Reporter()
     config = config or TrainConfig()
+    if config.optimizer != "sgd" and resume:
+        raise ConfigError(f"resume: a {config.optimizer} run cannot be continued (SciPy's optimiser state "
+                          "is not saved); its best model is kept, or start a new run")
+    if out_dir is not None:
+        check_run_target(out_dir, resume=resume, overwrite=overwrite)
+        if overwrite:
+            clear_run(Path(out_dir))
     if config.optimizer != "sgd":
-        if resume:
-            raise ConfigError(f"resume: a {config.optimizer} run cannot be continued (SciPy's optimiser state "
-                              "is not saved); its best model is kept, or start a new run")
         return train_full_batch(data, config, out_dir, reporter=reporter)
     run = RunDir(out_dir)
     engine = engine or make_engine(data, config)
     n_batches = engine.n_train_batches
     frequency = validation_frequency(n_batches, config.patience)
-    history = History()
+    n_valid, n_test = scored_counts(data, config)
+    history = History(n_valid=n_valid, n_test=n_test)
 
     if resume:
         state, rows, best = _load_checkpoint(run, data, config)
@@ -126,7 +137,8 @@ def train(
     best_params = best.get("params") or engine.get_params()
     stopper = state.stopper
     started = time.perf_counter() - state.elapsed
-    reporter.start(stopper.stop_iteration(0) + 1, "training")
+    reporter.begin(config, data, n_valid, n_test)
+    reporter.start(stopper.stop_iteration(0) + 1, "training", n_batches=n_batches)
     try:
         while state.epoch < config.n_epochs and not state.done:
             # train: one epoch, in chunks that end where a validation or the stop falls
@@ -175,6 +187,7 @@ def train(
                    "best_valid_error": stopper.best_loss, "elapsed": round(state.elapsed, 4)}
             history.rows.append(row)
             run.append_history(row)
+            reporter.epoch_end(row)
             W, b = engine.get_params()
             if config.snapshot_every and epoch % config.snapshot_every == 0:
                 run.save(f"{io.SNAPSHOTS}/epoch-{epoch:04d}.safetensors", W, b,
@@ -199,8 +212,8 @@ def train(
     history.seconds = time.perf_counter() - started
     history.stopped_by = "dry_run" if config.dry_run else ("patience" if state.done else "n_epochs")
     reporter.message(
-        f"Optimization complete with best validation score of {history.best_valid_error * 100.0:f} %, "
-        f"with test performance {history.test_error * 100.0:f} %"
+        f"Optimization complete with best validation score of {percent(history.best_valid_error, n_valid)}, "
+        f"with test performance {percent(history.test_error, n_test)}"
     )
     reporter.message(f"The code run for {history.epochs} epochs, with "
                      f"{history.epochs / max(history.seconds, 1e-9):f} epochs/sec")
