@@ -8,7 +8,10 @@ came from (``--out``, ``out_dir``).
 
 from __future__ import annotations
 
+import errno
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from .errors import ConfigError
@@ -65,6 +68,23 @@ def check_output_file(path: str | os.PathLike, what: str, suffix: str | None = N
     if not _writable(parent):
         raise ConfigError(f"{what} {path}: the directory {parent} is not writable")
     return path
+
+
+# Failures that come from the path the user gave, not from the machine (a full disk is not one).
+_PATH_ERRNOS = {errno.EACCES, errno.EPERM, errno.ENOENT, errno.ENOTDIR, errno.EISDIR, errno.EROFS,
+                errno.ENAMETOOLONG, errno.EEXIST}
+
+
+@contextmanager
+def writing(path: str | os.PathLike, what: str) -> Iterator[None]:
+    """Turn a write that fails because of the path itself (permissions, a read-only or odd place)
+    into a :class:`ConfigError` naming ``what`` and ``path``; other failures pass through."""
+    try:
+        yield
+    except OSError as e:
+        if e.errno not in _PATH_ERRNOS:
+            raise
+        raise ConfigError(f"{what} {path}: cannot write there: {e.strerror or e}") from None
 
 
 def make_dir(path: str | os.PathLike, what: str) -> Path:

@@ -383,12 +383,14 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_plot(args) -> int:
-    from ._paths import check_output_dir
+    from ._paths import check_output_dir, make_dir
     from .plots import plot_run
 
     if args.out is not None:
         check_output_dir(args.out, "--out")
     data = _load_run_data(args, args.target)
+    if args.out is not None:
+        make_dir(args.out, "--out")
     for path in plot_run(args.target, data, args.out):
         print(path)
     return EXIT_OK
@@ -415,7 +417,7 @@ def cmd_digits(args) -> int:
         title = f"The first {len(indices)} {args.split} images labelled {class_label(data.class_names[args.digit])}"
     fig = digits_figure(split.images[indices], split.labels[indices], indices=indices, title=title,
                         class_names=data.class_names)
-    print(save_figure(fig, args.out))
+    print(save_figure(fig, args.out, what="--out"))
     return EXIT_OK
 
 

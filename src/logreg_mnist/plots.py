@@ -23,7 +23,7 @@ from matplotlib.colors import TwoSlopeNorm
 from matplotlib.figure import Figure
 
 from ._files import atomic_write_bytes
-from ._paths import check_output_dir, make_dir
+from ._paths import check_output_dir, make_dir, writing
 from .model import LogisticRegression
 
 
@@ -80,11 +80,16 @@ def tile_raster_images(
     return out
 
 
-def save_figure(fig: Figure, path: str | os.PathLike, dpi: int = 100) -> Path:
-    """Write ``fig`` as PNG under a temporary name, then rename it to ``path``."""
+def save_figure(fig: Figure, path: str | os.PathLike, dpi: int = 100, *, what: str = "figure") -> Path:
+    """Write ``fig`` as PNG under a temporary name, then rename it to ``path``.
+
+    A path that cannot be written (permissions, a missing or read-only place) is a
+    :class:`~logreg_mnist.errors.ConfigError` naming ``what`` (the flag it came from).
+    """
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi)
-    atomic_write_bytes(path, buf.getvalue())
+    with writing(path, what):
+        atomic_write_bytes(path, buf.getvalue())
     return Path(path)
 
 

@@ -109,8 +109,8 @@ class ConsoleReporter(Reporter):
         self._bar.set_postfix_str(", ".join(parts), refresh=False)
 
     def progress(self, iteration: int, planned: int) -> None:
-        if self._n_batches:
-            self._epoch = iteration // self._n_batches + 1
+        if self._n_batches:  # the epoch the last finished minibatch belongs to
+            self._epoch = max(1, -(-iteration // self._n_batches))
         self._left = max(planned - iteration, 0)
         if self._bar is not None:
             self._postfix()

@@ -218,6 +218,9 @@ def load_run_data(
         return data
     source = rec.get("data_source")
     if source is not None and (identity != "mnist" or Path(source).exists()):
+        if not Path(source).exists():
+            raise DataError(f"{target} was trained on {title} from {source}, which is not there now; "
+                            "pass --data-dir DIR (data_dir=) with that dataset")
         try:
             data = load_mnist(source, download=False, valid_size=valid_size, progress=progress)
         except DataError as e:
