@@ -73,8 +73,8 @@ class _Parser(argparse.ArgumentParser):
 
     def _suggest(self, message: str) -> str:
         if message.startswith("unrecognized arguments:"):
-            parser = self._command_parser()
-            options = [o for a in parser._actions for o in a.option_strings]
+            parsers = {self, self._command_parser()}
+            options = [o for p in parsers for a in p._actions for o in a.option_strings]
             for token in message.split(":", 1)[1].split():
                 if token.startswith("-"):
                     close = difflib.get_close_matches(token.split("=", 1)[0], options, n=1, cutoff=0.6)

@@ -112,9 +112,10 @@ class ConsoleReporter(Reporter):
         if self._n_batches:  # the epoch the last finished minibatch belongs to
             self._epoch = max(1, -(-iteration // self._n_batches))
         self._left = max(planned - iteration, 0)
-        if self._bar is not None:
+        if self._bar is not None:  # called once per validation or so: draw every call
             self._postfix()
             self._bar.update(iteration - self._bar.n)
+            self._bar.refresh()
 
     def validation(self, epoch: int, minibatch: int, n_batches: int, error: float) -> None:
         self._valid, self._best = error, min(self._best, error)
