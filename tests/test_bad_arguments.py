@@ -51,6 +51,8 @@ BAD = [
     (["train", "--l2", "inf"], "--l2: expected a finite number >= 0, found inf"),
     (["train", "--max-iter", "0"], "--max-iter: expected an integer >= 1, found 0"),
     (["train", "--snapshot-every", "-2"], "--snapshot-every: expected an integer >= 0, found -2"),
+    (["train", "--preset", "tutorial", "--batch-size", "1000", "--data-dir", "{data}", "--out", "{tmp}/bs"],
+     "--batch-size: expected at most the 300 training examples"),
     (["train", "--quiet", "--verbose"], "argument -v/--verbose: not allowed with argument -q/--quiet"),
     # train: where the run goes
     (["train", "--out", "{file}"], "--out {file}: expected a directory, found an existing file"),
@@ -134,6 +136,14 @@ def test_a_closed_pipe_ends_quietly(places, tmp_path):
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=60) == 141
     assert first.startswith(str(tmp_path / "many.npy").encode()) and err == ""
+
+
+def test_a_huge_finite_patience_increase_trains(places, tmp_path):
+    # 1e308 * iteration overflows to inf: patience is then simply never reached.
+    out = tmp_path / "run"
+    assert main(["train", "--data-dir", places["data"], "--out", str(out), "--batch-size", "100",
+                 "--n-epochs", "2", "--patience-increase", "1e308", "-q"]) == 0
+    assert len((out / "history.jsonl").read_text().splitlines()) == 2
 
 
 def test_help_is_not_an_error(capsys):

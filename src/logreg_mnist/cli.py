@@ -251,6 +251,17 @@ def _new_run_dir() -> Path:
     return path
 
 
+def _by_flag(e: ConfigError) -> ConfigError:
+    """The same error with the configuration field it starts with (``learning_rate:``) named by
+    its flag (``--learning-rate:``), as the user typed it."""
+    text = str(e)
+    field = e.field or re.match(r"[a-z_]*", text).group()
+    flag = {**_FLAGS, "drop_last": "--drop-last", "out_dir": "--out"}.get(field)
+    if flag and text.startswith(field) and text[len(field):len(field) + 1] in (":", " "):
+        return ConfigError(flag + text[len(field):], field=field)
+    return e
+
+
 def _train_config(args) -> TrainConfig:
     """The configuration the flags ask for; a bad value is reported by its flag."""
     overrides = {name: getattr(args, name) for _, name, _, _ in _HYPERPARAMETERS}
@@ -258,17 +269,13 @@ def _train_config(args) -> TrainConfig:
     try:
         return preset(args.preset, dry_run=args.dry_run or None, **overrides)
     except ConfigError as e:
-        flag = _FLAGS.get(e.field or "", "--drop-last" if e.field == "drop_last" else None)
-        if flag and str(e).startswith(f"{e.field}:"):
-            raise ConfigError(flag + str(e)[len(e.field):], field=e.field) from None
-        raise
+        raise _by_flag(e) from None
 
 
 def cmd_train(args) -> int:
     from . import persistence as io
     from .reporting import NORMAL, QUIET, VERBOSE, ConsoleReporter, percent
     from .run import check_run_target
-    from ._paths import make_dir
     from .train import load_run_config, train
 
     # Every flag is checked before anything is read, created or computed.
@@ -299,12 +306,13 @@ def cmd_train(args) -> int:
     scratch = tempfile.TemporaryDirectory(prefix="logreg-mnist-dry-run-") if dry_scratch else nullcontext()
     with scratch as tmp:
         out = Path(tmp) if dry_scratch else (out or _new_run_dir())
-        if not dry_scratch:
-            make_dir(out, "--out")
         if verbosity > QUIET:
             print(f"run directory: {out}")
-        _, history = train(data, config, out, reporter=reporter, resume=bool(args.resume),
-                           overwrite=args.overwrite)
+        try:
+            _, history = train(data, config, out, reporter=reporter, resume=bool(args.resume),
+                               overwrite=args.overwrite)
+        except ConfigError as e:
+            raise _by_flag(e) from None
         if not dry_scratch:
             unit = "epoch" if config.optimizer == "sgd" else "iteration"
             print(f"best model: {out / io.BEST} ({unit} {history.best_epoch}, validation error "
