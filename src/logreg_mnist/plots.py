@@ -163,9 +163,9 @@ def learning_curves_figure(rows: Sequence[dict], *, unit: str = "epoch", title: 
     ax_nll.set_xlabel(unit)
     ax_nll.set_ylabel("mean training NLL")
     ax_nll.set_title("Training loss")
-    ax_err.plot(x, valid, color="tab:orange", label=f"validation error{_of(n_valid)}")
+    ax_err.plot(x, valid, color="tab:orange", label="validation error" + (f", % of {n_valid:,}" if n_valid else ""))
     ax_err.plot(x, test, "o", color="tab:green", markersize=4,
-                label=f"test error{_of(n_test)} (measured at each new best)")
+                label="test error" + (f", % of {n_test:,}" if n_test else "") + " (measured at each new best)")
     ax_err.set_xlabel(unit)
     ax_err.set_ylabel("error (%)")
     ax_err.set_title("Validation and test error")
