@@ -157,7 +157,7 @@ def train(
                 nll_sum, count = nll_sum + s, count + c
                 minibatch += last - first + 1
                 state.iteration = last
-                _check_finite(engine, s, epoch, minibatch, run, state)
+                _check_finite(engine, s, epoch, minibatch, run, state, n_valid)
 
                 # evaluate: the chapter validates when (iter + 1) % validation_frequency == 0
                 if (last + 1) % frequency == 0 or config.dry_run:
@@ -220,12 +220,13 @@ def train(
     return LogisticRegression.from_params(*best_params), history
 
 
-def _check_finite(engine: Engine, nll_sum: float, epoch: int, minibatch: int, run: RunDir, state: _State) -> None:
+def _check_finite(engine: Engine, nll_sum: float, epoch: int, minibatch: int, run: RunDir, state: _State,
+                  n_valid: int | None = None) -> None:
     W, b = engine.get_params()
     if math.isfinite(nll_sum) and np.isfinite(W).all() and np.isfinite(b).all():
         return
     kept = (f"the best model so far (epoch {state.best_epoch}, validation error "
-            f"{state.stopper.best_loss * 100:.4f} %) is kept in {run.path / io.BEST}"
+            f"{percent(state.stopper.best_loss, n_valid, 4)}) is kept in {run.path / io.BEST}"
             if run.path is not None and state.best_epoch else "no model was saved")
     raise TrainingDivergedError(
         f"training diverged in epoch {epoch} by minibatch {minibatch}: the loss or the parameters "
