@@ -154,7 +154,7 @@ def test_missing_or_changed_data_is_refused(run_on_a, two_datasets, capsys, tmp_
                     ["train", "--resume", str(run_on_a)]):
         assert main(command) == 2
         err = capsys.readouterr().err.splitlines()
-        assert len(err) == 1 and f"which is not there now; pass --data-dir DIR" in err[0], command
+        assert len(err) == 1 and "which is not there now; pass --data-dir DIR" in err[0], command
     shutil.copytree(b, a)  # other data where the run's was
     assert main(["evaluate", str(run_on_a)]) == 2
     assert f"but {a} now holds idx-" in capsys.readouterr().err

@@ -8,7 +8,6 @@ as a shell reports SIGPIPE. A user error is one line on stderr, never a tracebac
 from __future__ import annotations
 
 import argparse
-import difflib
 import json
 import os
 import re
@@ -20,8 +19,9 @@ from datetime import datetime
 from pathlib import Path
 
 from . import __version__
+from ._argparse import OneLineParser
 from .config import PRESETS, TrainConfig, preset
-from .errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_USER_ERROR, ConfigError, LogregMnistError
+from .errors import EXIT_INTERRUPTED, EXIT_OK, ConfigError, LogregMnistError
 
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: what a shell reports for `cmd | head` when cmd is cut off
 
@@ -50,52 +50,6 @@ _CHOICES = {"optimizer": ["sgd", "cg", "lbfgs"], "init": ["zeros", "random"], "d
 _FLAGS = {name: flag for flag, name, _, _ in _HYPERPARAMETERS}
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse without abbreviations, whose errors are one line with a "did you mean" hint."""
-
-    def __init__(self, *args, **kwargs):
-        kwargs.setdefault("allow_abbrev", False)
-        super().__init__(*args, **kwargs)
-        self._argv: list[str] = []
-
-    def parse_known_args(self, args=None, namespace=None):
-        self._argv = list(sys.argv[1:] if args is None else args)
-        return super().parse_known_args(args, namespace)
-
-    def _command_parser(self) -> argparse.ArgumentParser:
-        """The subcommand's parser named in the arguments being parsed, else this one."""
-        for action in self._actions:
-            if isinstance(action, argparse._SubParsersAction):
-                for token in self._argv:
-                    if token in action.choices:
-                        return action.choices[token]
-        return self
-
-    def _suggest(self, message: str) -> str:
-        if message.startswith("unrecognized arguments:"):
-            parsers = {self, self._command_parser()}
-            options = [o for p in parsers for a in p._actions for o in a.option_strings]
-            for token in message.split(":", 1)[1].split():
-                if token.startswith("-"):
-                    close = difflib.get_close_matches(token.split("=", 1)[0], options, n=1, cutoff=0.6)
-                    if close:
-                        return f" (did you mean {close[0]}?)"
-        m = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message)
-        if m:
-            choices = re.findall(r"'([^']*)'", m.group(2)) or [c.strip() for c in m.group(2).split(",")]
-            close = difflib.get_close_matches(m.group(1), choices, n=1, cutoff=0.6)
-            if close:
-                return f" (did you mean {close[0]}?)"
-        return ""
-
-    def error(self, message: str):
-        """One line on stderr and exit 2 (argparse's own code for bad flags)."""
-        message = " ".join(message.split())
-        parser = self._command_parser()
-        self.exit(EXIT_USER_ERROR, f"{parser.prog}: error: {message}{self._suggest(message)} "
-                                   f"(see {parser.prog} --help)\n")
-
-
 def _add_data_dir(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-dir", metavar="DIR", default=None,
                    help="directory with the four MNIST-style IDX files, or a mnist.pkl.gz file "
@@ -107,7 +61,7 @@ def _add_data_dir(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
+    parser = OneLineParser(
         prog="logreg-mnist",
         description="Multinomial logistic regression on MNIST, after the Deep Learning Tutorials.",
     )
