@@ -40,7 +40,7 @@ def test_train_prints_the_chapter_lines_and_leaves_a_run(cli_data_dir, tmp_path,
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == f"run directory: {out}"
     assert lines[1].startswith("hyperparameters: optimizer sgd, learning_rate 0.13, batch_size 100, n_epochs 3,")
-    assert lines[2].startswith(f"data: idx-") and "errors over 10,000 validation and 200 test examples" in lines[2]
+    assert lines[2].startswith("data: idx-") and "errors over 10,000 validation and 200 test examples" in lines[2]
     assert lines[3].startswith("epoch 1, minibatch 3/3, validation error ") and lines[3].endswith(" % of 10,000")
     assert any(line.startswith("Optimization complete with best validation score of ") for line in lines)
     assert (out / "best.safetensors").is_file() and (out / "history.jsonl").is_file()
