@@ -34,12 +34,14 @@ class Reporter:
     Hooks, in the order a run calls them: ``begin`` (once, with the configuration
     and the data), ``start`` (the bar), then ``progress``, ``validation``, ``test``,
     ``epoch_end`` as training goes, ``message`` for the closing lines, ``close``.
-    ``begin`` says how many examples the validation and test errors are over;
-    ``n_batches`` 0 marks a full-batch iteration (``epoch`` is then the iteration).
+    ``begin`` says how many examples the validation and test errors are over and, for
+    SGD, how many minibatches make an epoch; in ``validation``, ``n_batches`` 0 marks a
+    full-batch iteration (``epoch`` is then the iteration).
     """
 
-    def begin(self, config: Any, data: Any, n_valid: int | None = None, n_test: int | None = None) -> None: ...
-    def start(self, total_iterations: int, description: str, *, n_batches: int | None = None) -> None: ...
+    def begin(self, config: Any, data: Any, n_valid: int | None = None, n_test: int | None = None,
+              n_batches: int | None = None) -> None: ...
+    def start(self, total_iterations: int, description: str) -> None: ...
     def progress(self, iteration: int, planned: int) -> None: ...
     def validation(self, epoch: int, minibatch: int, n_batches: int, error: float) -> None: ...
     def test(self, epoch: int, minibatch: int, n_batches: int, error: float) -> None: ...
@@ -79,8 +81,9 @@ class ConsoleReporter(Reporter):
         if self._bar is not None:
             self._bar.refresh()
 
-    def begin(self, config: Any, data: Any, n_valid: int | None = None, n_test: int | None = None) -> None:
-        self._n_valid, self._n_test = n_valid, n_test
+    def begin(self, config: Any, data: Any, n_valid: int | None = None, n_test: int | None = None,
+              n_batches: int | None = None) -> None:
+        self._n_valid, self._n_test, self._n_batches = n_valid, n_test, n_batches
         if self.verbosity < NORMAL:
             return
         values = config.to_dict() if hasattr(config, "to_dict") else dict(config)
@@ -89,8 +92,8 @@ class ConsoleReporter(Reporter):
         self._print(f"data: {data.title} from {data.source}: {len(data.train):,} training, "
                     f"{len(data.valid):,} validation, {len(data.test):,} test examples{scored}")
 
-    def start(self, total_iterations: int, description: str, *, n_batches: int | None = None) -> None:
-        self._n_batches = n_batches
+    def start(self, total_iterations: int, description: str) -> None:
+        n_batches = self._n_batches
         if self.show_progress:
             # SGD (n_batches given): the end moves whenever patience grows, so no total.
             total = None if n_batches else total_iterations

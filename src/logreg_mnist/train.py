@@ -137,8 +137,8 @@ def train(
     best_params = best.get("params") or engine.get_params()
     stopper = state.stopper
     started = time.perf_counter() - state.elapsed
-    reporter.begin(config, data, n_valid, n_test)
-    reporter.start(stopper.stop_iteration(0) + 1, "training", n_batches=n_batches)
+    reporter.begin(config, data, n_valid, n_test, n_batches)
+    reporter.start(stopper.stop_iteration(0) + 1, "training")
     try:
         while state.epoch < config.n_epochs and not state.done:
             # train: one epoch, in chunks that end where a validation or the stop falls
