@@ -16,8 +16,13 @@ NAMES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3
 
 
 def real_data_dir() -> Path | None:
-    """The real MNIST files: $LOGREG_MNIST_DATA_DIR, else ../shared/data/mnist beside the repo."""
-    for candidate in (os.environ.get("LOGREG_MNIST_DATA_DIR"), REPO.parent / "shared" / "data" / "mnist"):
+    """The real MNIST files: $LOGREG_MNIST_DATA_DIR, else ../shared/data/mnist beside the repo, else
+    the user cache, where ``logreg-mnist train`` (the README's first command) puts them."""
+    from logreg_mnist.data import default_cache_dir
+
+    candidates = (os.environ.get("LOGREG_MNIST_DATA_DIR"), REPO.parent / "shared" / "data" / "mnist",
+                  default_cache_dir())
+    for candidate in candidates:
         if candidate and all((Path(candidate) / f"{n}.gz").is_file() or (Path(candidate) / n).is_file()
                              for n in NAMES):
             return Path(candidate)
@@ -30,7 +35,7 @@ def real_mnist_dir() -> Path:
     if path is None:
         if os.environ.get("LOGREG_MNIST_REQUIRE_REAL_DATA"):
             pytest.fail("the real MNIST files are required (LOGREG_MNIST_REQUIRE_REAL_DATA) but not found")
-        pytest.skip("real MNIST files not found (set LOGREG_MNIST_DATA_DIR)")
+        pytest.skip("real MNIST files not found (set LOGREG_MNIST_DATA_DIR, or run logreg-mnist data)")
     return path
 
 

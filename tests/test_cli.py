@@ -39,12 +39,18 @@ def test_train_prints_the_chapter_lines_and_leaves_a_run(cli_data_dir, tmp_path,
     assert main([*TRAIN, "--data-dir", str(cli_data_dir), "--out", str(out)]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == f"run directory: {out}"
-    assert lines[1].startswith("epoch 1, minibatch 3/3, validation error ")
+    assert lines[1].startswith("hyperparameters: optimizer sgd, learning_rate 0.13, batch_size 100, n_epochs 3,")
+    assert lines[2].startswith("data: idx-") and "errors over 10,000 validation and 200 test examples" in lines[2]
+    assert lines[3].startswith("epoch 1, minibatch 3/3, validation error ") and lines[3].endswith(" % of 10,000")
     assert any(line.startswith("Optimization complete with best validation score of ") for line in lines)
     assert (out / "best.safetensors").is_file() and (out / "history.jsonl").is_file()
     # The same --out again is refused: a run is never overwritten by accident.
     assert main([*TRAIN, "--data-dir", str(cli_data_dir), "--out", str(out)]) == 2
     assert "already holds a run; continue it with --resume" in capsys.readouterr().err
+    # ... unless asked to replace it.
+    (out / "plots").mkdir()
+    assert main([*TRAIN, "--data-dir", str(cli_data_dir), "--out", str(out), "--overwrite", "-q"]) == 0
+    assert not (out / "plots").exists() and (out / "best.safetensors").is_file()
 
 
 def test_dry_run_trains_one_minibatch_and_leaves_nothing(cli_data_dir, tmp_path, capsys, monkeypatch):
@@ -99,7 +105,8 @@ def test_predict_files_of_every_kind(run_dir, tmp_path, capsys):
 def test_evaluate_prints_errors_per_class(run_dir, cli_data_dir, capsys):
     assert main(["evaluate", str(run_dir), "--data-dir", str(cli_data_dir)]) == 0
     out = capsys.readouterr().out
-    assert "valid error" in out and "(" in out and "of 10,000)" in out and "test error per class:" in out
+    assert "valid error" in out and " % of 10,000  (" in out and "test error per class:" in out
+    assert "test  error " in out and " % of 200  (" in out
     assert main(["evaluate", str(run_dir), "--json", "--data-dir", str(cli_data_dir)]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["test"]["n"] == 200 and len(report["test"]["per_class"]) == 10
@@ -109,8 +116,8 @@ def test_evaluate_prints_errors_per_class(run_dir, cli_data_dir, capsys):
 @pytest.mark.parametrize("argv, message", [
     (["predict", "nope.safetensors"], "cannot read model file"),
     (["evaluate", "nope.safetensors"], "cannot read model file"),
-    (["train", "--batch-size", "0", "--data-dir", "x"], "batch_size: expected an integer >= 1, found 0"),
-    (["data", "--data-dir", "/nonexistent-dir", "--no-download"], "missing train-images-idx3-ubyte"),
+    (["train", "--batch-size", "0", "--data-dir", "x"], "--batch-size: expected an integer >= 1, found 0"),
+    (["data", "--data-dir", "/nonexistent-dir", "--no-download"], "/nonexistent-dir: no such data directory"),
 ])
 def test_user_errors_exit_2_without_traceback(argv, message, capsys):
     assert main(argv) == 2

@@ -260,8 +260,10 @@ def test_data_dir_order(tmp_path, monkeypatch):
 
 def test_missing_files_without_download(tmp_path):
     (tmp_path / "d").mkdir()
-    with pytest.raises(DataError, match=r"missing train-images-idx3-ubyte, .* \(and downloading is off\)"):
+    with pytest.raises(DataError, match=r"missing train-images-idx3-ubyte\[.gz\], .*; pass --download"):
         load_mnist(tmp_path / "d", download=False)
+    with pytest.raises(DataError, match=r"missing train-images-idx3-ubyte\[.gz\], .*; pass --download"):
+        load_mnist(tmp_path / "d")  # a named directory is never filled unasked
 
 
 def test_other_datasets_load_unverified_with_a_fingerprint(tiny_dir):

@@ -81,7 +81,8 @@ def test_validation_best_bookkeeping(tiny_data, tmp_path, optimizer, capsys):
     np.testing.assert_allclose(saved.W, model.W)
     assert meta["iteration"] == best_at + 1 and meta["valid_error"] == errors[best_at]
     out = capsys.readouterr().out.splitlines()
-    assert out[0].startswith("validation error ") and out[0].endswith(" %")
+    assert out[0].startswith("hyperparameters: optimizer ")
+    assert out[2].startswith("validation error ") and out[2].endswith(" % of 20")
     assert out[-2].startswith("Optimization complete with best validation score of")
     assert model.errors(tiny_data.valid.images, tiny_data.valid.labels) == pytest.approx(errors[best_at])
 

@@ -251,8 +251,11 @@ def test_tutorial_reproduction_on_real_mnist(real_mnist, capsys):
     assert history.epochs == 74
     assert round(history.test_error * 9600) == 719 and f"{history.test_error * 100:f}" == "7.489583"
     assert out[-4].startswith("epoch 73, minibatch 83/83, validation error 7.5")
-    assert out[-3] == "     epoch 73, minibatch 83/83, test error of best model 7.489583 %"
+    assert out[-4].endswith(" % of 9,600")
+    assert out[-3] == "     epoch 73, minibatch 83/83, test error of best model 7.489583 % of 9,600"
     assert out[-2].startswith("Optimization complete with best validation score of 7.5")
-    assert out[-2].endswith("with test performance 7.489583 %")
+    assert out[-2].endswith("with test performance 7.489583 % of 9,600")
+    assert repr(history) == ("History(74 rows, epochs=74, best_epoch=73, best_valid_error=7.5000 % of 9,600, "
+                             "test_error=7.4896 % of 9,600, stopped_by='patience')")
     assert out[-1].startswith("The code run for 74 epochs, with ")
     assert model.predict(real_mnist.test.images[:10]).tolist() == [7, 2, 1, 0, 4, 1, 4, 9, 6, 9]

@@ -21,6 +21,7 @@ _LAZY = {
     "SoftmaxRegressionClassifier": ".estimator",
     "LogisticRegression": ".model",
     "load_model": ".persistence", "save_model": ".persistence",
+    "load_history": ".run", "load_run_data": ".run",
     "History": ".train", "train": ".train",
     "__version__": "._version",
 }
@@ -70,4 +71,5 @@ if TYPE_CHECKING:  # for type checkers and IDEs
     from .estimator import SoftmaxRegressionClassifier
     from .model import LogisticRegression
     from .persistence import load_model, save_model
+    from .run import load_history, load_run_data
     from .train import History, train

@@ -1,7 +1,8 @@
 """The ``logreg-mnist`` command: parse, build a config, call the library, return an exit code.
 
 Exit codes: 0 success, 1 the run failed (diverged), 2 user error (bad flag, bad
-file, no data), 130 interrupted (Ctrl-C).
+file, no data), 130 interrupted (Ctrl-C), 141 output closed early (``| head``),
+as a shell reports SIGPIPE. A user error is one line on stderr, never a traceback.
 """
 
 from __future__ import annotations
@@ -9,6 +10,8 @@ from __future__ import annotations
 import argparse
 import errno
 import json
+import os
+import re
 import sys
 import tempfile
 import time
@@ -16,10 +19,13 @@ from contextlib import nullcontext
 from datetime import datetime
 from pathlib import Path
 
+from ._argparse import OneLineParser
 from .config import PRESETS, TrainConfig, preset
 from .errors import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK, ConfigError, LogregMnistError, show_path
 
 _DISK_FULL = (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))
+
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: what a shell reports for `cmd | head` when cmd is cut off
 
 _DEFAULTS = TrainConfig()
 
@@ -43,6 +49,7 @@ _HYPERPARAMETERS = [
     ("--dtype", "dtype", str, "SGD arithmetic precision: float32 or float64"),
 ]
 _CHOICES = {"optimizer": ["sgd", "cg", "lbfgs"], "init": ["zeros", "random"], "dtype": ["float32", "float64"]}
+_FLAGS = {name: flag for flag, name, _, _ in _HYPERPARAMETERS}
 
 # (flag, train() argument, type, help, default shown): run-time choices that do not change the result,
 # so they are not part of the config (a resumed run may change them).
@@ -81,11 +88,15 @@ class _VersionAction(argparse.Action):
 def _add_data_dir(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-dir", metavar="DIR", default=None,
                    help="directory with the four MNIST-style IDX files, or a mnist.pkl.gz file "
-                        "(default: $LOGREG_MNIST_DATA_DIR, else the user cache, downloading if needed)")
+                        "(default: the run's own data for a run or model; else $LOGREG_MNIST_DATA_DIR, "
+                        "else the user cache, downloading MNIST into it if needed)")
+    p.add_argument("--download", action=argparse.BooleanOptionalAction, default=None,
+                   help="fetch missing MNIST files into --data-dir too (default: only into the user cache); "
+                        "--no-download: never fetch")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="logreg-mnist",
         description="Multinomial logistic regression on MNIST, after the Deep Learning Tutorials.",
     )
@@ -96,7 +107,6 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Find MNIST (downloading and verifying it if needed), print where the "
                                    "files are and a summary per split.")
     _add_data_dir(p)
-    p.add_argument("--no-download", action="store_true", help="fail instead of downloading missing files")
     p.set_defaults(func=cmd_data)
 
     p = sub.add_parser("train", help="train a model (the chapter's logistic_sgd by default)",
@@ -116,11 +126,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run directory for the best model, history and checkpoints "
                         "(default: a new runs/YYYYmmdd-HHMMSS)")
     p.add_argument("--resume", metavar="DIR", default=None,
-                   help="continue the interrupted run in DIR with its own configuration")
+                   help="continue the interrupted run in DIR with its own configuration and data")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the run already in --out (its files, snapshots and plots are deleted first)")
     p.add_argument("--dry-run", action="store_true",
                    help="run one minibatch end to end (into a temporary directory unless --out is given)")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="progress bar on stderr (default: when stderr is a terminal)")
+    loud = p.add_mutually_exclusive_group()
+    loud.add_argument("-q", "--quiet", action="store_true",
+                      help="print only the result: no hyperparameters, per-validation lines or progress bar")
+    loud.add_argument("-v", "--verbose", action="store_true",
+                      help="also print a line per epoch (training NLL, errors, patience left, time)")
     _add_data_dir(p)
     p.set_defaults(func=cmd_train)
 
@@ -168,13 +185,17 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         command = f" {args.command}"
-        return args.func(args)
+        code = args.func(args)
+        sys.stdout.flush()
+        return code
     except LogregMnistError as e:
         print(f"logreg-mnist{command}: error: {e}", file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:
         print(f"logreg-mnist{command}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:  # before OSError: a reader that went away is not an error
+        return _broken_pipe()
     except OSError as e:
         if e.errno not in _DISK_FULL:
             raise
@@ -183,10 +204,30 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_FAILURE
 
 
-def _load_data(args, *, download: bool = True, max_resident: int | None = None):
+def _broken_pipe() -> int:
+    """The reader of our output went away (``| head``): stop quietly, as Unix tools do.
+
+    Further writes to stdout (Python's own flush at exit included) go to /dev/null.
+    """
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # stdout is not a real file (captured in tests)
+        pass
+    return EXIT_BROKEN_PIPE
+
+
+def _load_data(args, *, max_resident: int | None = None):
     from .data import load_mnist
 
-    return load_mnist(args.data_dir, download=download, progress=True, max_resident=max_resident)
+    return load_mnist(args.data_dir, download=args.download, progress=True, max_resident=max_resident)
+
+
+def _load_run_data(args, target):
+    """The data of the run or model ``target`` (see :func:`logreg_mnist.run.load_run_data`)."""
+    from .run import load_run_data
+
+    return load_run_data(target, args.data_dir, download=args.download)
 
 
 def cmd_data(args) -> int:
@@ -195,7 +236,7 @@ def cmd_data(args) -> int:
     directory, _ = resolve_data_dir(args.data_dir)
     print(f"data directory: {directory}")
     start = time.perf_counter()
-    data = _load_data(args, download=not args.no_download)
+    data = _load_data(args)
     print(data.summary())
     print(f"loaded in {time.perf_counter() - start:.2f} s")
     return EXIT_OK
@@ -210,47 +251,77 @@ def _new_run_dir() -> Path:
     return path
 
 
-def cmd_train(args) -> int:
-    from . import persistence as io
-    from .reporting import ConsoleReporter
-    from .run import RunDir
-    from .train import load_run_config, train
+def _by_flag(e: ConfigError) -> ConfigError:
+    """The same error with the configuration field it starts with (``learning_rate:``) named by
+    its flag (``--learning-rate:``), as the user typed it."""
+    text = str(e)
+    field = e.field or re.match(r"[a-z_]*", text).group()
+    flag = {**_FLAGS, "drop_last": "--drop-last", "out_dir": "--out"}.get(field)
+    if flag and text.startswith(field) and text[len(field):len(field) + 1] in (":", " "):
+        return ConfigError(flag + text[len(field):], field=field)
+    return e
 
+
+def _train_config(args) -> TrainConfig:
+    """The configuration the flags ask for; a bad value is reported by its flag."""
     overrides = {name: getattr(args, name) for _, name, _, _ in _HYPERPARAMETERS}
     overrides["drop_last"] = args.drop_last
+    try:
+        return preset(args.preset, dry_run=args.dry_run or None, **overrides)
+    except ConfigError as e:
+        raise _by_flag(e) from None
+
+
+def cmd_train(args) -> int:
+    from . import persistence as io
+    from .reporting import NORMAL, QUIET, VERBOSE, ConsoleReporter, percent
+    from .run import check_run_target
+    from .train import load_run_config, train
+
+    # Every flag is checked before anything is read, created or computed.
     if args.resume:
-        given = sorted(k for k, v in overrides.items() if v is not None)
-        if given or args.preset != "default" or args.out or args.dry_run:
+        given = sorted(name for _, name, _, _ in _HYPERPARAMETERS if getattr(args, name) is not None)
+        given += ["drop_last"] if args.drop_last is not None else []
+        if given or args.preset != "default" or args.out or args.dry_run or args.overwrite:
             raise ConfigError("--resume continues a run with its own configuration; drop "
                               + ", ".join(["--" + k.replace("_", "-") for k in given]
                                           + (["--preset"] if args.preset != "default" else [])
                                           + (["--out"] if args.out else [])
-                                          + (["--dry-run"] if args.dry_run else [])))
-        out = Path(args.resume)
+                                          + (["--dry-run"] if args.dry_run else [])
+                                          + (["--overwrite"] if args.overwrite else [])))
+        out = check_run_target(args.resume, resume=True, what="--resume")
         config = load_run_config(out)
     else:
-        config = preset(args.preset, dry_run=args.dry_run or None, **overrides)
+        config = _train_config(args)
         out = Path(args.out) if args.out else None
-        if out is not None and out.is_dir():
-            with RunDir(out).owned() as run:  # early, before the data is loaded: busy, or holding a run
-                run.check_new()  # (train() checks again under its own hold of the lock)
+        if out is not None:
+            check_run_target(out, overwrite=args.overwrite, what="--out")
+        elif args.overwrite:
+            raise ConfigError("--overwrite replaces the run in --out; give --out DIR")
     from .data.stream import default_max_resident, parse_size
 
     max_resident = parse_size(args.max_resident) if args.max_resident is not None else default_max_resident()
-    data = _load_data(args, max_resident=max_resident)
+    data = _load_run_data(args, out) if args.resume else _load_data(args, max_resident=max_resident)
     progress = sys.stderr.isatty() if args.progress is None else args.progress
-    reporter = ConsoleReporter(sys.stdout, progress=progress)
+    verbosity = QUIET if args.quiet else VERBOSE if args.verbose else NORMAL
+    reporter = ConsoleReporter(sys.stdout, progress=progress, verbosity=verbosity)
     dry_scratch = config.dry_run and out is None
     scratch = tempfile.TemporaryDirectory(prefix="logreg-mnist-dry-run-") if dry_scratch else nullcontext()
     with scratch as tmp:
         out = Path(tmp) if dry_scratch else (out or _new_run_dir())
-        print(f"run directory: {out}")
-        _, history = train(data, config, out, reporter=reporter, resume=bool(args.resume), engine=args.engine,
-                           threads=args.threads, max_resident=max_resident)
+        if verbosity > QUIET:
+            print(f"run directory: {out}")
+        try:
+            _, history = train(data, config, out, reporter=reporter, resume=bool(args.resume),
+                               overwrite=args.overwrite, engine=args.engine, threads=args.threads,
+                               max_resident=max_resident)
+        except ConfigError as e:
+            raise _by_flag(e) from None
         if not dry_scratch:
             unit = "epoch" if config.optimizer == "sgd" else "iteration"
             print(f"best model: {out / io.BEST} ({unit} {history.best_epoch}, validation error "
-                  f"{history.best_valid_error * 100:.4f} %, test error {history.test_error * 100:.4f} %)")
+                  f"{percent(history.best_valid_error, history.n_valid, 4)}, test error "
+                  f"{percent(history.test_error, history.n_test, 4)})")
             print(f"history: {out / io.HISTORY}")
     return EXIT_OK
 
@@ -265,24 +336,32 @@ def cmd_predict(args) -> int:
     import numpy as np
 
     from .predict import predict_files
+    from .run import class_names_for
 
-    model, _ = _load_model(args.model)
+    model, meta = _load_model(args.model)
     if not args.inputs:
-        data = _load_data(args)
+        data = _load_run_data(args, args.model)
+        names = data.class_names
         predicted = model.predict(data.test.images[:10])
         if args.json:
-            print(json.dumps({"predicted": predicted.tolist(), "true": data.test.labels[:10].tolist()}))
+            print(json.dumps({"predicted": predicted.tolist(), "true": data.test.labels[:10].tolist(),
+                              "predicted_names": [names[i] for i in predicted]}))
         else:
             print("Predicted values for the first 10 examples in test set:")
             print(np.array2string(predicted))
+            if names != [str(i) for i in range(len(names))]:
+                print(", ".join(names[i] for i in predicted))
         return EXIT_OK
+    names = class_names_for(meta, model.n_out)
     results = predict_files(model, args.inputs)
     if args.json:
-        print(json.dumps([r.to_dict() for r in results], indent=2))
+        print(json.dumps([{**r.to_dict(), "class_name": names[r.label]} for r in results], indent=2))
     else:
         width = max(len(r.input) for r in results)
+        numeric = names == [str(i) for i in range(len(names))]
         for r in results:
-            print(f"{r.input:<{width}}  {r.label}  (probability {r.probability:.4f})")
+            name = "" if numeric else f" {names[r.label]}"
+            print(f"{r.input:<{width}}  {r.label}{name}  (probability {r.probability:.4f})")
     return EXIT_OK
 
 
@@ -290,28 +369,40 @@ def cmd_evaluate(args) -> int:
     from .predict import evaluate
 
     model, meta = _load_model(args.model)
-    data = _load_data(args)
-    if meta.get("dataset") not in (None, data.identity):
-        print(f"note: the model was trained on {meta['dataset']}, evaluating on {data.identity}", file=sys.stderr)
+    data = _load_run_data(args, args.model)
     report = evaluate(model, data)
+    names = data.class_names + [str(i) for i in range(len(data.class_names), model.n_out)]
+    for c in report["test"]["per_class"]:
+        c["name"] = names[c["label"]]
+    report["dataset"] = data.identity
     if args.json:
         print(json.dumps(report, indent=2))
         return EXIT_OK
+    print(f"{data.title} from {data.source}, every example counted:")
     for name in ("valid", "test"):
         r = report[name]
-        print(f"{name:<5} error {r['error'] * 100:8.4f} %  ({r['wrong']:,} of {r['n']:,})")
+        print(f"{name:<5} error {r['error'] * 100:8.4f} % of {r['n']:,}  ({r['wrong']:,} wrong)")
+    if meta.get("n_test") and meta["n_test"] != report["test"]["n"] and meta.get("test_error") is not None:
+        print(f"(training measured this model on {meta['n_test']:,} test examples: "
+              f"{meta['test_error'] * 100:.4f} % of {meta['n_test']:,})")
     print("\ntest error per class:")
-    print("  class       n   wrong    error")
+    width = max(9, *(len(n) for n in names))
+    print(f"  {'class':<{width}}       n   wrong    error")
     for c in report["test"]["per_class"]:
         err = "-" if c["error"] is None else f"{c['error'] * 100:7.3f} %"
-        print(f"  {c['label']:>5}  {c['n']:>6,}  {c['wrong']:>6,}  {err:>9}")
+        print(f"  {c['name']:<{width}}  {c['n']:>6,}  {c['wrong']:>6,}  {err:>9}")
     return EXIT_OK
 
 
 def cmd_plot(args) -> int:
+    from ._paths import check_output_dir, make_dir
     from .plots import plot_run
 
-    data = _load_data(args)
+    if args.out is not None:
+        check_output_dir(args.out, "--out")
+    data = _load_run_data(args, args.target)
+    if args.out is not None:
+        make_dir(args.out, "--out")
     for path in plot_run(args.target, data, args.out):
         print(path)
     return EXIT_OK
@@ -320,22 +411,25 @@ def cmd_plot(args) -> int:
 def cmd_digits(args) -> int:
     import numpy as np
 
-    from .plots import digits_figure, save_figure
+    from ._paths import check_output_file
+    from .plots import class_label, digits_figure, save_figure
 
     if args.n < 1:
-        raise ConfigError(f"-n: expected a number of digits >= 1, found {args.n}")
+        raise ConfigError(f"-n: expected a number of images >= 1, found {args.n}")
+    check_output_file(args.out, "--out", suffix=".png")
     data = _load_data(args)
     split = data.split(args.split)
     if args.digit is None:
         indices = np.arange(min(args.n, len(split)))
-        title = f"The first {len(indices)} {args.split} digits"
+        title = f"The first {len(indices)} {args.split} images"
     else:
         if not 0 <= args.digit < data.n_classes:
             raise ConfigError(f"--digit: expected a class in 0-{data.n_classes - 1}, found {args.digit}")
         indices = np.flatnonzero(split.labels == args.digit)[: args.n]
-        title = f"The first {len(indices)} {args.split} digits labelled {args.digit}"
-    fig = digits_figure(split.images[indices], split.labels[indices], indices=indices, title=title)
-    print(save_figure(fig, args.out))
+        title = f"The first {len(indices)} {args.split} images labelled {class_label(data.class_names[args.digit])}"
+    fig = digits_figure(split.images[indices], split.labels[indices], indices=indices, title=title,
+                        class_names=data.class_names)
+    print(save_figure(fig, args.out, what="--out"))
     return EXIT_OK
 
 

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 from dataclasses import dataclass, fields
 from typing import Any
 
 from .errors import ConfigError
 
 OPTIMIZERS = ("sgd", "cg", "lbfgs")
+MAX_SEED = 2**32 - 1  # seeds as scikit-learn and NumPy's legacy RandomState take them
 
 
 @dataclass(frozen=True)
@@ -36,20 +38,31 @@ class TrainConfig:
     def __post_init__(self) -> None:
         def need(ok: bool, name: str, expected: str) -> None:
             if not ok:
-                raise ConfigError(f"{name}: expected {expected}, found {getattr(self, name)!r}")
+                raise ConfigError(f"{name}: expected {expected}, found {getattr(self, name)!r}", field=name)
+
+        def number(name: str) -> bool:  # a real, finite number (bool excluded)
+            v = getattr(self, name)
+            return isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
+
+        def integer(name: str) -> bool:
+            v = getattr(self, name)
+            return isinstance(v, numbers.Integral) and not isinstance(v, bool)
 
         need(self.optimizer in OPTIMIZERS, "optimizer", f"one of {', '.join(OPTIMIZERS)}")
-        need(math.isfinite(self.learning_rate) and self.learning_rate > 0, "learning_rate", "a positive number")
-        need(isinstance(self.batch_size, int) and self.batch_size >= 1, "batch_size", "an integer >= 1")
-        need(isinstance(self.n_epochs, int) and self.n_epochs >= 1, "n_epochs", "an integer >= 1")
-        need(isinstance(self.patience, int) and self.patience >= 1, "patience", "an integer >= 1")
-        need(self.patience_increase >= 1, "patience_increase", "a number >= 1")
-        need(0 < self.improvement_threshold <= 1, "improvement_threshold", "a number in (0, 1]")
-        need(math.isfinite(self.l1) and self.l1 >= 0, "l1", "a number >= 0")
-        need(math.isfinite(self.l2) and self.l2 >= 0, "l2", "a number >= 0")
+        need(number("learning_rate") and self.learning_rate > 0, "learning_rate", "a finite number > 0")
+        need(integer("batch_size") and self.batch_size >= 1, "batch_size", "an integer >= 1")
+        need(integer("n_epochs") and self.n_epochs >= 1, "n_epochs", "an integer >= 1")
+        need(integer("patience") and self.patience >= 1, "patience", "an integer >= 1")
+        need(number("patience_increase") and self.patience_increase >= 1, "patience_increase",
+             "a finite number >= 1")
+        need(number("improvement_threshold") and 0 < self.improvement_threshold <= 1, "improvement_threshold",
+             "a number in (0, 1]")
+        need(number("l1") and self.l1 >= 0, "l1", "a finite number >= 0")
+        need(number("l2") and self.l2 >= 0, "l2", "a finite number >= 0")
         need(self.init in ("zeros", "random"), "init", "'zeros' or 'random'")
-        need(isinstance(self.max_iter, int) and self.max_iter >= 1, "max_iter", "an integer >= 1")
-        need(isinstance(self.snapshot_every, int) and self.snapshot_every >= 0, "snapshot_every", "an integer >= 0")
+        need(integer("seed") and 0 <= self.seed <= MAX_SEED, "seed", f"an integer in [0, {MAX_SEED}]")
+        need(integer("max_iter") and self.max_iter >= 1, "max_iter", "an integer >= 1")
+        need(integer("snapshot_every") and self.snapshot_every >= 0, "snapshot_every", "an integer >= 0")
         need(self.dtype in ("float32", "float64"), "dtype", "'float32' or 'float64'")
 
     def to_dict(self) -> dict[str, Any]:

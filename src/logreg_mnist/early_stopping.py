@@ -10,6 +10,7 @@ which ``patience <= iteration``.
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import asdict, dataclass
 
 
@@ -47,7 +48,9 @@ class EarlyStopping:
 
     def stop_iteration(self, start: int) -> int:
         """The first iteration >= ``start`` after which training would stop, patience unchanged."""
-        return max(start, math.ceil(self.patience))
+        # A huge patience_increase can make patience overflow to inf: then never, in practice.
+        patience = math.ceil(self.patience) if math.isfinite(self.patience) else sys.maxsize
+        return max(start, patience)
 
     def state(self) -> dict:
         return asdict(self)

@@ -91,7 +91,15 @@ class ModelFileError(LogregMnistError):
 
 
 class ConfigError(LogregMnistError, ValueError):
-    """A configuration value is out of its range."""
+    """A configuration value is out of its range.
+
+    ``field`` names the configuration field at fault (``"learning_rate"``), if one
+    is, so that the command line can name its flag (``--learning-rate``) instead.
+    """
+
+    def __init__(self, message: str, *, field: str | None = None):
+        super().__init__(message)
+        self.field = field
 
 
 class RunBusyError(LogregMnistError):

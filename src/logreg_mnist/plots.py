@@ -5,6 +5,10 @@ pyplot, so it renders with no display and leaves a notebook's backend alone (a
 notebook shows the returned figure as it is). :func:`save_figure` writes PNG
 atomically. :func:`tile_raster_images` returns a uint8 array, like the tutorials'
 ``utils.tile_raster_images``.
+
+Classes are labelled by their names (``Dataset.class_names``, recorded in runs and
+model files): "digit 7" for MNIST, "Sneaker" for Fashion-MNIST. Every error shown
+says over how many examples it was measured.
 """
 
 from __future__ import annotations
@@ -18,8 +22,23 @@ import numpy as np
 from matplotlib.colors import TwoSlopeNorm
 from matplotlib.figure import Figure
 
-from .model import LogisticRegression
 from ._files import atomic_write_bytes
+from ._paths import check_output_dir, make_dir, writing
+from .model import LogisticRegression
+
+
+def class_label(name: str) -> str:
+    """How a class is titled in a picture: ``"digit 7"`` for a numeric name, else the name."""
+    return f"digit {name}" if name.isdigit() else name
+
+
+def _names(class_names: Sequence[str] | None, n: int) -> list[str]:
+    names = [str(c) for c in (class_names or [])][:n]
+    return names + [str(i) for i in range(len(names), n)]
+
+
+def _of(n: int | None) -> str:
+    return f" of {n:,}" if n else ""
 
 
 def tile_raster_images(
@@ -61,11 +80,16 @@ def tile_raster_images(
     return out
 
 
-def save_figure(fig: Figure, path: str | os.PathLike, dpi: int = 100) -> Path:
-    """Write ``fig`` as PNG under a temporary name, then rename it to ``path``."""
+def save_figure(fig: Figure, path: str | os.PathLike, dpi: int = 100, *, what: str = "figure") -> Path:
+    """Write ``fig`` as PNG under a temporary name, then rename it to ``path``.
+
+    A path that cannot be written (permissions, a missing or read-only place) is a
+    :class:`~logreg_mnist.errors.ConfigError` naming ``what`` (the flag it came from).
+    """
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi)
-    atomic_write_bytes(path, buf.getvalue())
+    with writing(path, what):
+        atomic_write_bytes(path, buf.getvalue())
     return Path(path)
 
 
@@ -76,8 +100,9 @@ def _image_side(n_in: int) -> int:
     return side
 
 
-def weights_figure(model: LogisticRegression, *, diverging: bool = False, title: str | None = None) -> Figure:
-    """The columns of ``W`` as images, one per class, labelled by digit.
+def weights_figure(model: LogisticRegression, *, diverging: bool = False, title: str | None = None,
+                   class_names: Sequence[str] | None = None) -> Figure:
+    """The columns of ``W`` as images, one per class, labelled by ``class_names`` (default: digits).
 
     ``diverging=False``: each image scaled to its own [min, max] (as
     ``tile_raster_images`` does), light = large weight. ``diverging=True``: one shared
@@ -85,6 +110,7 @@ def weights_figure(model: LogisticRegression, *, diverging: bool = False, title:
     """
     side = _image_side(model.n_in)
     n = model.n_out
+    names = _names(class_names, n)
     cols = min(5, n)
     rows = -(-n // cols)
     fig = Figure(figsize=(2.0 * cols + (1.0 if diverging else 0.2), 2.2 * rows + 0.6), layout="constrained")
@@ -103,22 +129,25 @@ def weights_figure(model: LogisticRegression, *, diverging: bool = False, title:
         else:
             ax.imshow(tile_raster_images(w.reshape(1, -1), (side, side), (1, 1), (0, 0)), cmap="gray",
                       vmin=0, vmax=255)
-        ax.set_title(f"digit {k}", fontsize=11)
+        ax.set_title(class_label(names[k]), fontsize=11)
     if diverging:
         bar = fig.colorbar(image, ax=axes, shrink=0.8)
-        bar.set_label("weight  (red: evidence for the digit, blue: against)")
+        bar.set_label("weight  (red: evidence for the class, blue: against)")
     fig.suptitle(title or ("Weights W[:, k] on a shared scale centred on zero" if diverging
                            else "Weights W[:, k], each image scaled to its own range (light = large)"))
     return fig
 
 
-def learning_curves_figure(rows: Sequence[dict], *, unit: str = "epoch", title: str | None = None) -> Figure:
+def learning_curves_figure(rows: Sequence[dict], *, unit: str = "epoch", title: str | None = None,
+                           n_valid: int | None = None, n_test: int | None = None) -> Figure:
     """Mean training NLL, validation and test error per epoch (or iteration), best marked.
 
     Args:
-        rows: history rows (``history.jsonl``): epoch, train_nll, valid_error,
-            test_error (None where not measured), best_valid_error.
+        rows: history rows (``history.jsonl``, or ``load_history(run).rows``): epoch,
+            train_nll, valid_error, test_error (None where not measured), best_valid_error.
         unit: the x-axis label: "epoch" for SGD, "iteration" for cg / lbfgs.
+        n_valid, n_test: how many examples the errors are over (``History.n_valid``),
+            shown in the legend.
     """
     if not rows:
         raise ValueError("the history is empty: nothing to draw")
@@ -134,13 +163,14 @@ def learning_curves_figure(rows: Sequence[dict], *, unit: str = "epoch", title: 
     ax_nll.set_xlabel(unit)
     ax_nll.set_ylabel("mean training NLL")
     ax_nll.set_title("Training loss")
-    ax_err.plot(x, valid, color="tab:orange", label="validation error")
-    ax_err.plot(x, test, "o", color="tab:green", markersize=4, label="test error (measured at each new best)")
+    ax_err.plot(x, valid, color="tab:orange", label="validation error" + (f", % of {n_valid:,}" if n_valid else ""))
+    ax_err.plot(x, test, "o", color="tab:green", markersize=4,
+                label="test error" + (f", % of {n_test:,}" if n_test else "") + " (measured at each new best)")
     ax_err.set_xlabel(unit)
     ax_err.set_ylabel("error (%)")
     ax_err.set_title("Validation and test error")
-    best_text = f"best {unit} {x[best]}: validation {valid[best]:.2f} %" + (
-        f", test {test[best]:.2f} %" if np.isfinite(test[best]) else "")
+    best_text = f"best {unit} {x[best]}: validation {valid[best]:.2f} %{_of(n_valid)}" + (
+        f", test {test[best]:.2f} %{_of(n_test)}" if np.isfinite(test[best]) else "")
     for ax in (ax_nll, ax_err):
         ax.axvline(x[best], color="gray", linestyle="--", linewidth=1, label=best_text)
         ax.grid(alpha=0.3)
@@ -164,9 +194,12 @@ def confusion_counts(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> 
 
 
 def confusion_matrix_figure(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int, *,
-                            normalize: bool = False, title: str | None = None) -> Figure:
+                            normalize: bool = False, title: str | None = None,
+                            class_names: Sequence[str] | None = None) -> Figure:
     """The confusion matrix, rows true, columns predicted; counts, or each row as % of its class."""
     counts = confusion_counts(y_true, y_pred, n_classes)
+    names = _names(class_names, n_classes)
+    numeric = all(n.isdigit() for n in names)
     values = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1) * 100 if normalize else counts
     fig = Figure(figsize=(7.5, 6.5), layout="constrained")
     ax = fig.subplots()
@@ -181,23 +214,27 @@ def confusion_matrix_figure(y_true: np.ndarray, y_pred: np.ndarray, n_classes: i
             ax.text(j, i, text, ha="center", va="center", fontsize=8,
                     color="white" if strong else ("black" if i != j else "tab:blue"),
                     fontweight="bold" if i == j else "normal")
-    ax.set_xticks(range(n_classes))
-    ax.set_yticks(range(n_classes))
-    ax.set_xlabel("predicted digit")
-    ax.set_ylabel("true digit")
+    ax.set_xticks(range(n_classes), names, rotation=0 if numeric else 45,
+                  ha="center" if numeric else "right")
+    ax.set_yticks(range(n_classes), names)
+    ax.set_xlabel("predicted digit" if numeric else "predicted class")
+    ax.set_ylabel("true digit" if numeric else "true class")
     bar = fig.colorbar(image, ax=ax, shrink=0.85)
     bar.set_label("% of the true class (off-diagonal)" if normalize else "count (off-diagonal)")
     total_error = 100 * (1 - np.trace(counts) / max(counts.sum(), 1))
-    fig.suptitle(title or (f"Confusion matrix on {counts.sum():,} digits, "
-                           f"{'% of each true digit' if normalize else 'counts'}\n"
-                           f"diagonal in blue: correct; error {total_error:.2f} %"))
+    noun = "digit" if numeric else "class"
+    fig.suptitle(title or (f"Confusion matrix on {counts.sum():,} test examples, "
+                           f"{f'% of each true {noun}' if normalize else 'counts'}\n"
+                           f"diagonal in blue: correct; error {total_error:.2f} % of {counts.sum():,}"))
     return fig
 
 
 def confident_mistakes_figure(model: LogisticRegression, images: np.ndarray, labels: np.ndarray, *,
-                              n: int = 24, title: str | None = None) -> Figure:
+                              n: int = 24, title: str | None = None,
+                              class_names: Sequence[str] | None = None) -> Figure:
     """The ``n`` wrong predictions the model was most sure of, with true and predicted label."""
     side = _image_side(model.n_in)
+    names = _names(class_names, max(model.n_out, int(labels.max(initial=0)) + 1))
     probs = model.p_y_given_x(images)
     pred = probs.argmax(axis=1)
     wrong = np.flatnonzero(pred != labels)
@@ -213,16 +250,18 @@ def confident_mistakes_figure(model: LogisticRegression, images: np.ndarray, lab
     for ax, i in zip(axes.flat, order):
         ax.set_visible(True)
         ax.imshow(images[i].reshape(side, side), cmap="gray", vmin=0, vmax=1)
-        ax.set_title(f"#{i}: true {labels[i]}\npred {pred[i]} (p={probs[i, pred[i]]:.2f})", fontsize=8)
+        ax.set_title(f"#{i}: true {names[labels[i]]}\npred {names[pred[i]]} (p={probs[i, pred[i]]:.2f})",
+                     fontsize=8)
     if not len(order):
         fig.text(0.5, 0.5, "no wrong predictions", ha="center", va="center", fontsize=14)
-    fig.suptitle(title or f"The {len(order)} most confidently wrong test digits (of {len(wrong)} errors)")
+    fig.suptitle(title or f"The {len(order)} most confidently wrong test examples "
+                          f"(of {len(wrong):,} errors in {len(labels):,})")
     return fig
 
 
 def snapshots_figure(snapshots: Sequence[tuple[int, LogisticRegression]], *, unit: str = "epoch",
-                     max_rows: int = 10) -> Figure:
-    """Weight images across training: one row per snapshot, one column per digit, shared scale."""
+                     max_rows: int = 10, class_names: Sequence[str] | None = None) -> Figure:
+    """Weight images across training: one row per snapshot, one column per class, shared scale."""
     if not snapshots:
         raise ValueError("no snapshots to draw")
     if len(snapshots) > max_rows:  # evenly spaced, first and last kept
@@ -230,6 +269,7 @@ def snapshots_figure(snapshots: Sequence[tuple[int, LogisticRegression]], *, uni
         snapshots = [snapshots[i] for i in keep]
     side = _image_side(snapshots[0][1].n_in)
     n_out = snapshots[0][1].n_out
+    names = _names(class_names, n_out)
     limit = max(float(np.abs(m.W).max()) for _, m in snapshots) or 1.0
     fig = Figure(figsize=(1.3 * n_out + 1.6, 1.35 * len(snapshots) + 0.8), layout="constrained")
     axes = fig.subplots(len(snapshots), n_out, squeeze=False)
@@ -241,21 +281,22 @@ def snapshots_figure(snapshots: Sequence[tuple[int, LogisticRegression]], *, uni
             ax.set_xticks([])
             ax.set_yticks([])
             if r == 0:
-                ax.set_title(f"digit {k}", fontsize=10)
+                ax.set_title(class_label(names[k]), fontsize=10)
             if k == 0:
                 ax.set_ylabel(f"{unit} {step}", fontsize=10)
     fig.colorbar(image, ax=axes, shrink=0.6).set_label("weight (shared scale)")
-    fig.suptitle("Weights across training (red: evidence for the digit, blue: against)")
+    fig.suptitle("Weights across training (red: evidence for the class, blue: against)")
     return fig
 
 
 def digits_figure(images: np.ndarray, labels: np.ndarray, *, indices: np.ndarray | None = None,
-                  title: str = "Sample digits") -> Figure:
-    """A grid of digits with their labels (and index in the split)."""
+                  title: str = "Sample digits", class_names: Sequence[str] | None = None) -> Figure:
+    """A grid of images with their labels, named by ``class_names`` (and their index in the split)."""
     indices = np.arange(len(images)) if indices is None else indices
     if len(images) == 0:
         raise ValueError("no digits to draw")
     side = _image_side(images.shape[1])
+    names = _names(class_names, int(np.max(labels)) + 1)
     cols = min(10, len(images))
     rows = -(-len(images) // cols)
     fig = Figure(figsize=(1.2 * cols, 1.35 * rows + 0.5), layout="constrained")
@@ -267,7 +308,7 @@ def digits_figure(images: np.ndarray, labels: np.ndarray, *, indices: np.ndarray
         ax.imshow(image.reshape(side, side), cmap="gray", vmin=0, vmax=1)
         ax.set_xticks([])
         ax.set_yticks([])
-        ax.set_title(f"#{idx}: {label}", fontsize=8)
+        ax.set_title(f"#{idx}: {names[label]}", fontsize=8)
     fig.suptitle(title)
     return fig
 
@@ -278,7 +319,8 @@ def plot_run(target: str | os.PathLike, data, out_dir: str | os.PathLike | None 
     Args:
         target: a run directory (its ``best.safetensors``, ``history.jsonl`` and
             ``snapshots/`` are used) or a model file (weights and test-set pictures).
-        data: the :class:`~logreg_mnist.data.Dataset` for the test-set pictures.
+        data: the :class:`~logreg_mnist.data.Dataset` for the test-set pictures (its
+            class names label every picture).
         out_dir: where to write (default: ``plots/`` beside the model).
 
     Returns:
@@ -292,35 +334,40 @@ def plot_run(target: str | os.PathLike, data, out_dir: str | os.PathLike | None 
     optimizer = (meta.get("config") or {}).get("optimizer", "sgd")
     unit = "epoch" if optimizer == "sgd" else "iteration"
     out = Path(out_dir) if out_dir is not None else (run_dir or target.parent) / "plots"
-    out.mkdir(parents=True, exist_ok=True)
+    make_dir(check_output_dir(out, "out_dir"), "out_dir")
+    names = _names(data.class_names, max(model.n_out, data.n_classes))
+    n_valid, n_test = meta.get("n_valid"), meta.get("n_test")
     about = ""
     if "epoch" in meta and meta.get("test_error") is not None:
-        about = (f" ({optimizer}, best at {unit} {meta['epoch']}: validation {meta['valid_error'] * 100:.2f} %, "
-                 f"test {meta['test_error'] * 100:.2f} %)")
+        about = (f" ({optimizer}, best at {unit} {meta['epoch']}: validation {meta['valid_error'] * 100:.2f} %"
+                 f"{_of(n_valid)}, test {meta['test_error'] * 100:.2f} %{_of(n_test)})")
     written = [
-        save_figure(weights_figure(model, title=f"Weights W[:, k], each scaled to its own range{about}"),
-                    out / "weights.png"),
-        save_figure(weights_figure(model, diverging=True,
+        save_figure(weights_figure(model, title=f"Weights W[:, k], each scaled to its own range{about}",
+                                   class_names=names), out / "weights.png"),
+        save_figure(weights_figure(model, diverging=True, class_names=names,
                                    title=f"Weights W[:, k] on one scale centred on zero{about}"),
                     out / "weights_diverging.png"),
     ]
     if run_dir is not None and (run_dir / io.HISTORY).is_file():
         rows = io.read_history(run_dir)
         if rows:
-            written.append(save_figure(learning_curves_figure(rows, unit=unit, title=f"Learning curves{about}"),
+            written.append(save_figure(learning_curves_figure(rows, unit=unit, title=f"Learning curves{about}",
+                                                              n_valid=n_valid, n_test=n_test),
                                        out / "learning_curves.png"))
     test = data.test
     pred = model.predict(test.images)
     n_classes = max(model.n_out, data.n_classes)
-    written.append(save_figure(confusion_matrix_figure(test.labels, pred, n_classes), out / "confusion.png"))
-    written.append(save_figure(confusion_matrix_figure(test.labels, pred, n_classes, normalize=True),
-                               out / "confusion_normalized.png"))
-    written.append(save_figure(confident_mistakes_figure(model, test.images, test.labels), out / "mistakes.png"))
+    written.append(save_figure(confusion_matrix_figure(test.labels, pred, n_classes, class_names=names),
+                               out / "confusion.png"))
+    written.append(save_figure(confusion_matrix_figure(test.labels, pred, n_classes, normalize=True,
+                                                       class_names=names), out / "confusion_normalized.png"))
+    written.append(save_figure(confident_mistakes_figure(model, test.images, test.labels, class_names=names),
+                               out / "mistakes.png"))
     snapshot_files = sorted((run_dir / io.SNAPSHOTS).glob("epoch-*.safetensors")) if run_dir else []
     if snapshot_files:
         snaps = []
         for path in snapshot_files:
             snap, snap_meta = io.load_model(path)
             snaps.append((snap_meta.get("epoch", path.stem), snap))
-        written.append(save_figure(snapshots_figure(snaps, unit=unit), out / "snapshots.png"))
+        written.append(save_figure(snapshots_figure(snaps, unit=unit, class_names=names), out / "snapshots.png"))
     return written

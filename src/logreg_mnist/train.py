@@ -28,8 +28,9 @@ from .early_stopping import EarlyStopping
 from .engines import Engine, make_engine
 from .errors import ConfigError, LogregMnistError, ModelFileError, TrainingDivergedError
 from .model import LogisticRegression
-from .reporting import Reporter
-from .run import History, RunDir, model_meta
+from .reporting import Reporter, percent
+from ._paths import check_output_dir
+from .run import History, RunDir, check_run_target, clear_run, model_meta, scored_counts
 
 
 SAVE_INTERVAL = 2.0  # seconds between writes of the best model and the checkpoint (see _Saver)
@@ -85,6 +86,7 @@ def train(
     *,
     reporter: Reporter | None = None,
     resume: bool = False,
+    overwrite: bool = False,
     engine: str | Engine = "auto",
     threads: int | None = None,
     max_resident: int | None = None,
@@ -108,11 +110,16 @@ def train(
         max_resident: memory budget in bytes for the data the engine holds; beyond it
             the splits are read from their files in chunks (default: a quarter of the
             available memory).
+        overwrite: clear a run already in ``out_dir`` (its files, snapshots and
+            plots) and start afresh. Without ``resume`` or ``overwrite``, a directory
+            that holds a run is refused: a run is never replaced by accident.
 
     Returns:
         (best model, history).
 
     Raises:
+        ConfigError: ``out_dir`` holds a run and neither ``resume`` nor ``overwrite``
+            is given, or it cannot be a directory.
         TrainingDivergedError: the loss or the parameters became non-finite; the
             best model saved so far is left in place.
         ConfigError: without ``resume``, ``out_dir`` holds a run (a checkpoint, or a
@@ -126,7 +133,15 @@ def train(
     """
     reporter = reporter or Reporter()
     config = config or TrainConfig()
+    if out_dir is not None:
+        if resume and overwrite:
+            raise ConfigError("out_dir: resume and overwrite exclude each other")
+        check_output_dir(out_dir, "out_dir")  # before the directory is created
     with RunDir(out_dir).owned():  # one process per run directory, from the first read to the end
+        if out_dir is not None:
+            check_run_target(out_dir, resume=resume, overwrite=overwrite)  # again, under the lock
+            if overwrite:
+                clear_run(Path(out_dir))
         return _train(data, config, out_dir, reporter, resume, engine, threads, max_resident)
 
 
@@ -142,13 +157,12 @@ def _train(data: Dataset, config: TrainConfig, out_dir, reporter: Reporter, resu
 
         return train_full_batch(data, config, out_dir, reporter=reporter)
     run = RunDir(out_dir)
-    if not resume:
-        run.check_new()
     if isinstance(engine, str):
         engine = make_engine(engine, data, config, threads=threads, max_resident=max_resident)
     n_batches = engine.n_train_batches
     frequency = validation_frequency(n_batches, config.patience)
-    history = History()
+    n_valid, n_test = scored_counts(data, config)
+    history = History(n_valid=n_valid, n_test=n_test)
 
     resumed = _load_checkpoint(run, data, config, reporter) if resume else None
     if resumed is not None:
@@ -164,6 +178,7 @@ def _train(data: Dataset, config: TrainConfig, out_dir, reporter: Reporter, resu
     best_params = best.get("params") or engine.get_params()
     stopper = state.stopper
     started = time.perf_counter() - state.elapsed
+    reporter.begin(config, data, n_valid, n_test, n_batches)
     reporter.start(stopper.stop_iteration(0) + 1, "training")
     blas = _limit_blas(getattr(engine, "threads", None) or threads)
     saver = _Saver(run)
@@ -185,7 +200,7 @@ def _train(data: Dataset, config: TrainConfig, out_dir, reporter: Reporter, resu
                 nll_sum, count = nll_sum + s, count + c
                 minibatch += last - first + 1
                 state.iteration = last
-                _check_finite(engine, s, epoch, minibatch, run, state)
+                _check_finite(engine, s, epoch, minibatch, run, state, n_valid)
 
                 # evaluate: the chapter validates when (iter + 1) % validation_frequency == 0
                 if (last + 1) % frequency == 0 or config.dry_run:
@@ -215,6 +230,7 @@ def _train(data: Dataset, config: TrainConfig, out_dir, reporter: Reporter, resu
                    "best_valid_error": stopper.best_loss, "elapsed": round(state.elapsed, 4)}
             history.rows.append(row)
             run.append_history(row)
+            reporter.epoch_end(row)
             W, b = engine.get_params()
             if config.snapshot_every and epoch % config.snapshot_every == 0:
                 run.save(f"{io.SNAPSHOTS}/epoch-{epoch:04d}.safetensors", W, b,
@@ -246,8 +262,8 @@ def _train(data: Dataset, config: TrainConfig, out_dir, reporter: Reporter, resu
     history.seconds = time.perf_counter() - started
     history.stopped_by = "dry_run" if config.dry_run else ("patience" if state.done else "n_epochs")
     reporter.message(
-        f"Optimization complete with best validation score of {history.best_valid_error * 100.0:f} %, "
-        f"with test performance {history.test_error * 100.0:f} %"
+        f"Optimization complete with best validation score of {percent(history.best_valid_error, n_valid)}, "
+        f"with test performance {percent(history.test_error, n_test)}"
     )
     reporter.message(f"The code run for {history.epochs} epochs, with "
                      f"{history.epochs / max(history.seconds, 1e-9):f} epochs/sec")
@@ -291,12 +307,13 @@ class _Saver:
         self.last = time.perf_counter()
 
 
-def _check_finite(engine: Engine, nll_sum: float, epoch: int, minibatch: int, run: RunDir, state: _State) -> None:
+def _check_finite(engine: Engine, nll_sum: float, epoch: int, minibatch: int, run: RunDir, state: _State,
+                  n_valid: int | None = None) -> None:
     W, b = engine.get_params()
     if math.isfinite(nll_sum) and np.isfinite(W).all() and np.isfinite(b).all():
         return
     kept = (f"the best model so far (epoch {state.best_epoch}, validation error "
-            f"{state.stopper.best_loss * 100:.4f} %) is kept in {run.path / io.BEST}"
+            f"{percent(state.stopper.best_loss, n_valid, 4)}) is kept in {run.path / io.BEST}"
             if run.path is not None and state.best_epoch else "no model was saved")
     raise TrainingDivergedError(
         f"training diverged in epoch {epoch} by minibatch {minibatch}: the loss or the parameters "

@@ -7,7 +7,13 @@ published run from 74 epochs to 172). The uint8 pixels stay reachable as
 ``Split.pixels`` for engines that keep four times less data resident.
 
 Any directory holding the four standard IDX file names (Fashion-MNIST, KMNIST,
-...) loads the same way; only genuine MNIST is reported as verified.
+...) loads the same way; the datasets of :mod:`logreg_mnist.data.known` (MNIST,
+Fashion-MNIST) are recognised by content and reported as verified, with their
+class names.
+
+Downloads happen only into the managed cache directory, or where the caller asks
+for them with ``download=True``: a directory named by the user that does not
+exist or lacks files is an error naming what is missing.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from .cache import read_cached
 from .fetch import DEFAULT_SOURCES, FILE_NAMES, MNIST_SHA256, existing_file, fetch_files
 from .idx import read_idx_with_digest
 from .stream import decompressed_copy, default_max_resident, idx_payload_bytes
+from .known import by_identity, numeric_names, read_class_names, recognise
 from .legacy import read_legacy_pickle
 
 ENV_DATA_DIR = "LOGREG_MNIST_DATA_DIR"
@@ -68,9 +75,12 @@ class Dataset:
     """The three splits, where they came from, and whether they are verified MNIST.
 
     Attributes:
-        identity: ``"mnist"`` when all four files match MNIST's SHA-256, else
+        identity: ``"mnist"`` or ``"fashion-mnist"`` when all four files match that
+            dataset's SHA-256 (see :mod:`logreg_mnist.data.known`), else
             ``"idx-<16 hex digits>"`` (a fingerprint of the four files) or
             ``"pickle-<16 hex digits>"`` for a legacy pickle.
+        class_names: one name per label (list of str): the known dataset's names,
+            those of a ``classes.txt`` beside the files, else ``"0"``, ``"1"``, ...
     """
 
     train: Split
@@ -78,10 +88,29 @@ class Dataset:
     test: Split
     source: Path
     identity: str
+    class_names: list[str] | None = None
+
+    def __post_init__(self) -> None:
+        names = self.class_names
+        if names is None:
+            known = by_identity(self.identity)
+            names = list(known.class_names) if known else numeric_names(self.n_classes)
+        names = [str(n) for n in names]
+        if len(names) < self.n_classes:
+            raise DataError(f"{self.source}: expected a name for each of the {self.n_classes} classes, "
+                            f"found {len(names)}")
+        object.__setattr__(self, "class_names", names)
 
     @property
     def verified(self) -> bool:
-        return self.identity == "mnist"
+        """Whether the files are a known dataset's, by SHA-256 (MNIST, Fashion-MNIST)."""
+        return by_identity(self.identity) is not None
+
+    @property
+    def title(self) -> str:
+        """The dataset's name for people: ``"MNIST"``, ``"Fashion-MNIST"``, else its identity."""
+        known = by_identity(self.identity)
+        return known.title if known else self.identity
 
     @property
     def n_features(self) -> int:
@@ -97,8 +126,11 @@ class Dataset:
         return getattr(self, name)
 
     def summary(self) -> str:
-        status = "MNIST, SHA-256 verified" if self.verified else f"unverified dataset {self.identity}"
+        status = f"{self.title}, SHA-256 verified" if self.verified else f"unverified dataset {self.identity}"
         lines = [f"{status}, from {self.source}"]
+        numeric = self.class_names == numeric_names(len(self.class_names))
+        if not numeric:
+            lines.append("  classes: " + ", ".join(f"{i} {n}" for i, n in enumerate(self.class_names)))
         side = int(round(np.sqrt(self.n_features)))
         shape = f"{side}x{side}" if side * side == self.n_features else f"{self.n_features} features"
         for name in ("train", "valid", "test"):
@@ -165,7 +197,7 @@ def _read_idx_files(paths: dict[str, Path], max_resident: int | None = None,
 def load_mnist(
     data_dir: str | os.PathLike | None = None,
     *,
-    download: bool = True,
+    download: bool | None = None,
     valid_size: int = VALID_SIZE,
     sources=DEFAULT_SOURCES,
     progress: bool = True,
@@ -174,14 +206,17 @@ def load_mnist(
     """Load MNIST (or any dataset in the four MNIST IDX files) as the tutorial's split.
 
     The directory is, in order: ``data_dir``, the environment variable
-    ``LOGREG_MNIST_DATA_DIR``, the user cache directory. Missing files are
-    downloaded into it (verified, see :func:`fetch_files`) when ``download``.
-    A file in the cache that fails verification is fetched again.
+    ``LOGREG_MNIST_DATA_DIR``, the user cache directory. Missing MNIST files are
+    downloaded (verified, see :func:`fetch_files`) into the user cache directory;
+    into another directory only with ``download=True``. A file in the cache that
+    fails verification is fetched again.
 
     Args:
         data_dir: a directory holding ``train-images-idx3-ubyte[.gz]`` and the other
             three, or the tutorial's ``mnist.pkl.gz`` file itself.
-        download: fetch missing MNIST files from the sources.
+        download: None (the default): fetch missing MNIST files into the user cache
+            only, and refuse a named directory that lacks them; True: fetch them
+            into whichever directory is used (it is created); False: never fetch.
         valid_size: how many of the last training images form the validation split.
         sources: where to download from, tried in order.
         progress: show download progress on stderr.
@@ -200,6 +235,10 @@ def load_mnist(
     directory, is_cache = resolve_data_dir(data_dir)
     if directory.is_file():
         return load_legacy_pickle(directory)
+    if download is None:
+        download = is_cache
+    if not is_cache and not download:
+        _check_named_directory(directory)
 
     paths = {name: existing_file(directory, name) for name in FILE_NAMES}
     missing = [n for n, p in paths.items() if p is None]
@@ -214,14 +253,17 @@ def load_mnist(
     if missing or (is_cache and not cache_ok):
         if not download:
             what = f"missing {', '.join(missing)}" if missing else "cached files fail verification"
-            raise DataError(f"{directory}: {what} (and downloading is off)")
+            hint = "" if is_cache else "; pass --download (download=True) to fetch MNIST into it"
+            raise DataError(f"{directory}: {what} (and downloading is off{hint})")
         # Verifies what is there, replaces what fails, downloads what is missing.
         paths = fetch_files(directory, MNIST_SHA256, sources, progress=progress)
         arrays, digests = _read_idx_dir(paths, max_resident, progress)
 
     matches = [digests[n] == MNIST_SHA256[n] for n in FILE_NAMES]
-    if all(matches):
-        identity = "mnist"
+    known = recognise(digests)
+    class_names = None
+    if known is not None:
+        identity = known.identity
     elif any(matches):
         bad = [n for n, ok in zip(FILE_NAMES, matches) if not ok]
         raise DataError(
@@ -232,15 +274,33 @@ def load_mnist(
     else:
         fingerprint = hashlib.sha256("".join(digests[n] for n in FILE_NAMES).encode()).hexdigest()
         identity = f"idx-{fingerprint[:16]}"
+        labels = (arrays["train-labels-idx1-ubyte"], arrays["t10k-labels-idx1-ubyte"])
+        n_classes = int(max(int(y.max()) for y in labels if len(y))) + 1
+        class_names = read_class_names(directory, n_classes)
 
     return _split(
         arrays["train-images-idx3-ubyte"], arrays["train-labels-idx1-ubyte"],
         arrays["t10k-images-idx3-ubyte"], arrays["t10k-labels-idx1-ubyte"],
-        directory, identity, valid_size,
+        directory, identity, valid_size, class_names,
     )
 
 
-def _split(train_x, train_y, test_x, test_y, source: Path, identity: str, valid_size: int) -> Dataset:
+def _check_named_directory(directory: Path) -> None:
+    """Refuse a directory the user named that does not exist or lacks one of the four files."""
+    if not directory.exists():
+        raise DataError(f"{directory}: no such data directory (expected a directory holding the four "
+                        "MNIST-style IDX files, or a mnist.pkl.gz file); check the path, or pass --download "
+                        "(download=True) to fetch MNIST into it")
+    if not directory.is_dir():
+        raise DataError(f"{directory}: expected a data directory or a mnist.pkl.gz file, found neither")
+    missing = [n for n in FILE_NAMES if existing_file(directory, n) is None]
+    if missing:
+        raise DataError(f"{directory}: missing {', '.join(f'{n}[.gz]' for n in missing)} (expected the four "
+                        "MNIST-style IDX files); pass --download (download=True) to fetch MNIST into it")
+
+
+def _split(train_x, train_y, test_x, test_y, source: Path, identity: str, valid_size: int,
+           class_names: list[str] | None = None) -> Dataset:
     for what, x, y in (("training", train_x, train_y), ("test", test_x, test_y)):
         if len(x) != len(y):
             raise DataError(f"{source}: {len(x):,} {what} images but {len(y):,} {what} labels")
@@ -255,6 +315,7 @@ def _split(train_x, train_y, test_x, test_y, source: Path, identity: str, valid_
         test=_to_split(test_x, test_y),
         source=source,
         identity=identity,
+        class_names=class_names,
     )
 
 

@@ -24,8 +24,8 @@ from ..config import TrainConfig
 from ..data import Dataset
 from ..errors import ConfigError, TrainingDivergedError
 from ..model import LogisticRegression, cost_and_grad, errors
-from ..reporting import Reporter
-from ..run import History, RunDir, model_meta
+from ..reporting import Reporter, percent
+from ..run import History, RunDir, model_meta, scored
 
 METHODS = {"cg": "CG", "lbfgs": "L-BFGS-B"}
 
@@ -99,13 +99,10 @@ def _train_full_batch(data: Dataset, config: TrainConfig, out_dir, reporter: Rep
     run.check_new()
     run.create(config, data)
 
-    def counted(n: int) -> int:
-        return (n // config.batch_size) * config.batch_size if config.drop_last else n
-
     splits = {}  # name -> (float64 inputs (n, n_in), labels (n,)), cut as the mode says
     for name in ("train", "valid", "test"):
         split = data.split(name)
-        n = counted(len(split))
+        n = scored(len(split), config)
         splits[name] = split.images[:n].astype(np.float64), split.labels[:n]
     x, y = splits["train"]
     n_in, n_out = data.n_features, data.n_classes
@@ -113,11 +110,13 @@ def _train_full_batch(data: Dataset, config: TrainConfig, out_dir, reporter: Rep
     def error(theta: np.ndarray, split: str) -> float:
         return errors(*unpack(theta, n_in, n_out), *splits[split])
 
-    history = History()
+    n_valid, n_test = scored(len(data.valid), config), scored(len(data.test), config)
+    history = History(n_valid=n_valid, n_test=n_test)
     best = {"theta": None}
     started = time.perf_counter()
     max_iter = 1 if config.dry_run else config.max_iter
     init = LogisticRegression(n_in, n_out, init=config.init, seed=config.seed, dtype=np.float64)
+    reporter.begin(config, data, n_valid, n_test)
     reporter.start(max_iter, config.optimizer)
 
     def callback(theta: np.ndarray, cost: float) -> None:
@@ -128,7 +127,7 @@ def _train_full_batch(data: Dataset, config: TrainConfig, out_dir, reporter: Rep
                 f"non-finite (cost {cost}); the best model so far is kept"
                 + (f" in {run.path / io.BEST}" if run.path is not None else ""))
         valid_error = error(theta, "valid")
-        reporter.message(f"validation error {valid_error * 100.0:f} %")
+        reporter.validation(iteration, 0, 0, valid_error)
         test_error = None
         if valid_error < history.best_valid_error:
             history.best_valid_error = valid_error
@@ -144,6 +143,7 @@ def _train_full_batch(data: Dataset, config: TrainConfig, out_dir, reporter: Rep
                "elapsed": round(time.perf_counter() - started, 4)}
         history.rows.append(row)
         run.append_history(row)
+        reporter.epoch_end(row)
         if config.snapshot_every and iteration % config.snapshot_every == 0:
             run.save(f"{io.SNAPSHOTS}/epoch-{iteration:04d}.safetensors", W, b,
                      model_meta(config, data, epoch=iteration, iteration=iteration, valid_error=valid_error))
@@ -160,8 +160,8 @@ def _train_full_batch(data: Dataset, config: TrainConfig, out_dir, reporter: Rep
     history.seconds = time.perf_counter() - started
     history.stopped_by = "dry_run" if config.dry_run else ("max_iter" if result.nit >= max_iter else "converged")
     reporter.message(
-        f"Optimization complete with best validation score of {history.best_valid_error * 100.0:f} %, "
-        f"with test performance {history.test_error * 100.0:f} %"
+        f"Optimization complete with best validation score of {percent(history.best_valid_error, n_valid)}, "
+        f"with test performance {percent(history.test_error, n_test)}"
     )
     reporter.message(f"The code ran for {history.epochs} iterations in {history.seconds:.1f}s")
     return LogisticRegression.from_params(*unpack(best["theta"], n_in, n_out)), history
