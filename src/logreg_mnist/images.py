@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -116,8 +117,10 @@ def open_image(source: str | os.PathLike | bytes, *, name: str | None = None) ->
         except DataError:
             raise
         except Image.DecompressionBombError as e:
-            raise DataError(f"{name}: expected an image of at most {MAX_PIXELS:,} pixels, found a "
-                            f"decompression bomb ({_describe(name, e)})") from None
+            found = re.search(r"\((\d+) pixels\)", str(e))
+            size = f"{int(found.group(1)):,} pixels" if found else "more"
+            raise DataError(f"{name}: expected an image of at most {MAX_PIXELS:,} pixels, found {size} "
+                            f"(a decompression bomb)") from None
         except Image.UnidentifiedImageError:
             fp.seek(0)
             head = fp.read(8)
@@ -201,41 +204,73 @@ def looks_like_mnist(gray: np.ndarray) -> bool:
     return rows[-1] - rows[0] < BOX + 2 and cols[-1] - cols[0] < BOX + 2
 
 
-def _background(gray: np.ndarray, q: float) -> np.ndarray:
-    """The paper's brightness under each pixel: the ``q``-th percentile over a neighbourhood
-    of about a third of the image, computed on a coarse grid and smoothly interpolated."""
-    from scipy import ndimage
-
-    h, w = gray.shape
-    grid = 48
-    scale = min(1.0, grid / max(h, w))
-    gh, gw = max(1, round(h * scale)), max(1, round(w * scale))
-    coarse = _resize(gray, (gh, gw), Image.Resampling.BOX) if scale < 1 else gray
-    size = max(3, int(round(max(gh, gw) * 0.35)) | 1)
-    bg = ndimage.percentile_filter(coarse, q, size=size, mode="reflect")
-    bg = ndimage.gaussian_filter(bg, sigma=size / 4, mode="nearest")
-    return _resize(bg, (h, w), Image.Resampling.BILINEAR) if (gh, gw) != (h, w) else bg
-
-
 def _noise_sigma(a: np.ndarray) -> float:
-    """A robust estimate of the pixel noise: 1.4826 x the median absolute deviation."""
+    """A robust estimate of the spread of ``a``: 1.4826 x the median absolute deviation."""
     a = a.ravel()[:: max(1, a.size // 65536)]  # a sample is enough
     return float(1.4826 * np.median(np.abs(a - np.median(a))))
 
 
-def _dark_ink(gray: np.ndarray, blur: float) -> bool | None:
-    """Whether the ink is darker than the paper: the side on which pixels stand out from
-    the local median; None when nothing stands out (a blank image)."""
+def _paper_fit(gray: np.ndarray) -> np.ndarray:
+    """The paper's brightness under each pixel as a smooth surface (a cubic in x and y).
+
+    Fitted to the medians of blocks of the image (at most 48 per side) by least squares,
+    five times, each time leaving out the blocks that stand out from the fit (ink, on
+    either side), so gradients and vignetting are followed up to the image's edges.
+    """
+    h, w = gray.shape
+    step = max(1, -(-max(h, w) // 48))
+    gh, gw = h // step, w // step
+    blocks = gray[: gh * step, : gw * step].reshape(gh, step, gw, step)
+    coarse = np.median(blocks.transpose(0, 2, 1, 3).reshape(gh, gw, -1), axis=2).ravel()
+    centres_y = (np.arange(gh) + 0.5) * step - 0.5
+    centres_x = (np.arange(gw) + 0.5) * step - 0.5
+
+    def terms(y: np.ndarray, x: np.ndarray, degree: int = 3) -> list[np.ndarray]:
+        y, x = 2 * y / max(h - 1, 1) - 1, 2 * x / max(w - 1, 1) - 1
+        return [y**i * x**j for i in range(degree + 1) for j in range(degree + 1 - i)]
+
+    yy, xx = np.meshgrid(centres_y, centres_x, indexing="ij")
+    # Start from the blocks near the median (the paper, which covers most of the sheet),
+    # fit a plane, then a cubic, each time keeping the blocks close to the fit.
+    keep = np.abs(coarse - np.median(coarse)) <= max(2.5 * _noise_sigma(coarse), 10.0)
+    for degree in (1, 1, 3, 3, 3, 3):
+        design = np.stack([t.ravel() for t in terms(yy, xx, degree)], axis=1)
+        if keep.sum() < 3 * design.shape[1]:
+            degree = 0 if keep.sum() < 3 * 3 else 1
+            design = np.stack([t.ravel() for t in terms(yy, xx, degree)], axis=1)
+            if keep.sum() == 0:
+                keep[:] = True
+        a = design[keep]
+        coef = np.linalg.solve(a.T @ a + 1e-6 * np.eye(a.shape[1]), a.T @ coarse[keep])  # least squares
+        residual = coarse - design @ coef
+        spread = max(_noise_sigma(residual[keep]), 0.5)
+        keep = np.abs(residual) < 2.5 * spread
+    y = np.arange(h, dtype=np.float32)[:, None]
+    x = np.arange(w, dtype=np.float32)[None, :]
+    return sum(c * t for c, t in zip(coef.astype(np.float32), terms(y, x, degree))).astype(np.float32)
+
+
+def _dark_ink(gray: np.ndarray) -> bool | None:
+    """Whether the ink is darker than the paper; None when nothing stands out (a blank image).
+
+    The paper is what a median over a third of the picture sees (ink is a minority of
+    thin strokes; a median keeps the edges of shadows, unlike a mean); the ink is what
+    stands out from it, on one side. Measured on a copy at most 96 pixels across.
+    """
     from scipy import ndimage
 
-    d = ndimage.gaussian_filter(gray - _background(gray, 50), blur)
-    sigma = _noise_sigma(d)
-    threshold = max(6 * sigma, 10.0)
+    h, w = gray.shape
+    scale = min(1.0, 96 / max(h, w))
+    small = _resize(gray, (max(1, round(h * scale)), max(1, round(w * scale))), Image.Resampling.BOX)
+    size = max(3, round(max(small.shape) / 3))
+    d = small - ndimage.median_filter(small, size=(size, size), mode="reflect")
+    top = float(np.abs(d).max())
+    threshold = max(6 * _noise_sigma(d), 0.25 * top)
+    if top < 10:
+        return None
     low = np.clip(-d - threshold, 0, None).sum()
     high = np.clip(d - threshold, 0, None).sum()
-    if low == 0 and high == 0:
-        return None
-    if 0.5 < low / (high + 1e-9) < 2:  # both sides stand out alike: the border is the paper
+    if 0.67 < low / (high + 1e-9) < 1.5:  # both alike: the border is the paper
         border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
         return bool(np.median(border) > np.median(gray) or np.median(border) > 127)
     return bool(low > high)
@@ -361,22 +396,25 @@ def prepare(image: Image.Image, *, raw: bool = False) -> Prepared:
     blur = float(np.clip(max(h, w) / 500, 0.5, 2.0))  # noise suppression, in proportion to the image
 
     # Paper and ink: the polarity, then the ink's contrast against the local paper, twice:
-    # first against a coarse estimate of the paper (to measure the stroke width), then
-    # against a closing of the image that size (which follows shadows' edges too).
-    dark = _dark_ink(gray, blur)
+    # first against a smooth fit of the paper (to find the ink and its stroke width), then
+    # against a closing of the image that size, which follows the edges of shadows too.
+    smooth_gray = ndimage.gaussian_filter(gray, blur)
+    dark = _dark_ink(smooth_gray)
     if dark is None:
         return blank
-    smooth_gray = ndimage.gaussian_filter(gray, blur)
-    ink, sigma = _ink(smooth_gray, _background(smooth_gray, 75 if dark else 25), dark)
+    fit = _paper_fit(smooth_gray)
+    ink, sigma = _ink(smooth_gray, fit, dark)
     peak = float(ink.max())
     if peak < max(8 * sigma, 12.0):
         return Prepared(blank.pixels, blank=True, inverted=dark)
     stroke = _stroke_width(_select_digit(ink, max(5 * sigma, 0.5 * peak), neighbours=False))
     size = int(np.clip(4 * stroke, 5, max(h, w) / 2))
-    if dark:
-        paper = ndimage.grey_closing(smooth_gray, size=(size, size), mode="nearest")
-    else:
-        paper = ndimage.grey_opening(smooth_gray, size=(size, size), mode="nearest")
+    # Beyond the edges: a mirror image (continuing gradients) with the ink replaced by the fit.
+    inky = ndimage.binary_dilation(ink > max(4 * sigma, 0.15 * peak), iterations=max(1, int(stroke)))
+    padded = np.pad(np.where(inky, fit, smooth_gray), size, mode="reflect", reflect_type="odd")
+    padded[size:-size, size:-size] = smooth_gray
+    closing = ndimage.grey_closing if dark else ndimage.grey_opening
+    paper = closing(padded, size=(size, size))[size:-size, size:-size]
     ink, sigma = _ink(smooth_gray, ndimage.gaussian_filter(paper, size / 8), dark)
     peak = float(ink.max())
     if peak < max(8 * sigma, 12.0):
@@ -392,7 +430,7 @@ def prepare(image: Image.Image, *, raw: bool = False) -> Prepared:
     support = near & (digit > 0.1 * 255)
     rows, cols = np.nonzero(support.any(axis=1))[0], np.nonzero(support.any(axis=0))[0]
     if len(rows) == 0:
-        return Prepared(blank.pixels, blank=True, inverted=bool(dark))
+        return Prepared(blank.pixels, blank=True, inverted=dark)
     digit = digit[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1].astype(np.float32)
 
     # Thin pen strokes: thicken towards MNIST's stroke width (measured at the 20-pixel scale).
@@ -406,5 +444,5 @@ def prepare(image: Image.Image, *, raw: bool = False) -> Prepared:
 
     pixels = np.clip(np.round(_mnist_layout(digit)), 0, 255).astype(np.uint8)
     if pixels.max() < 32:
-        return Prepared(blank.pixels, blank=True, inverted=bool(dark))
-    return Prepared(pixels, blank=False, inverted=bool(dark))
+        return Prepared(blank.pixels, blank=True, inverted=dark)
+    return Prepared(pixels, blank=False, inverted=dark)
