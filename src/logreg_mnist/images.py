@@ -262,11 +262,16 @@ def _dark_ink(gray: np.ndarray) -> bool | None:
     h, w = gray.shape
     scale = min(1.0, 96 / max(h, w))
     small = _resize(gray, (max(1, round(h * scale)), max(1, round(w * scale))), Image.Resampling.BOX)
-    size = max(3, round(max(small.shape) / 3))
-    d = small - ndimage.median_filter(small, size=(size, size), mode="reflect")
+    sh, sw = small.shape
+    coarse = _resize(small, (max(1, sh // 2), max(1, sw // 2)), Image.Resampling.BOX) if max(sh, sw) > 48 else small
+    size = max(3, round(max(coarse.shape) / 3))
+    paper = ndimage.median_filter(coarse, size=(size, size), mode="reflect")
+    d = small - (_resize(paper, small.shape, Image.Resampling.BILINEAR) if coarse is not small else paper)
     top = float(np.abs(d).max())
-    threshold = max(6 * _noise_sigma(d), 0.25 * top)
-    if top < 10:
+    # The noise: the spread of the finest detail, or of the paper, whichever is less.
+    noise = min(_noise_sigma(small - ndimage.gaussian_filter(small, 2.0)), _noise_sigma(d))
+    threshold = max(6 * noise, 0.25 * top)
+    if top < max(8 * noise, 4.0):
         return None
     low = np.clip(-d - threshold, 0, None).sum()
     high = np.clip(d - threshold, 0, None).sum()
@@ -311,21 +316,17 @@ def _select_digit(ink: np.ndarray, threshold: float, *, neighbours: bool = True)
     return np.isin(labels, np.asarray(chosen) + 1)
 
 
-def _ink(gray: np.ndarray, paper: np.ndarray, dark: bool) -> tuple[np.ndarray, float]:
-    """The ink against the paper, float32 in [0, 255], and the noise level in the same units.
+def _ink(gray: np.ndarray, paper: np.ndarray, dark: bool, noise: float) -> tuple[np.ndarray, float]:
+    """The ink against the paper, float32 in [0, 255], and the pixel ``noise`` in those units.
 
     Dark ink: ``255 (1 - gray / paper)``, the ink's contrast relative to the paper under
     it, so the illumination cancels out. Light ink: ``gray - paper``.
     """
     diff = gray - paper
     if dark:
-        scale = 255 / np.maximum(paper, 1.0)
-        ink = np.clip(-diff * scale, 0, 255)
-        sigma = _noise_sigma(diff) * 255 / max(float(np.median(paper)), 1.0)
-    else:
-        ink = np.clip(diff, 0, 255)
-        sigma = _noise_sigma(diff)
-    return ink.astype(np.float32), sigma
+        ink = np.clip(-diff * (255 / np.maximum(paper, 1.0)), 0, 255)
+        return ink.astype(np.float32), noise * 255 / max(float(np.median(paper)), 1.0)
+    return np.clip(diff, 0, 255).astype(np.float32), noise
 
 
 def _stroke_width(mask: np.ndarray) -> float:
@@ -403,9 +404,11 @@ def prepare(image: Image.Image, *, raw: bool = False) -> Prepared:
     if dark is None:
         return blank
     fit = _paper_fit(smooth_gray)
-    ink, sigma = _ink(smooth_gray, fit, dark)
+    # The noise left after the smoothing: the spread of the finest detail (not of the light).
+    noise = _noise_sigma(smooth_gray - ndimage.gaussian_filter(smooth_gray, 3 * blur))
+    ink, sigma = _ink(smooth_gray, fit, dark, noise)
     peak = float(ink.max())
-    if peak < max(8 * sigma, 12.0):
+    if peak < max(8 * sigma, 8.0):
         return Prepared(blank.pixels, blank=True, inverted=dark)
     stroke = _stroke_width(_select_digit(ink, max(5 * sigma, 0.5 * peak), neighbours=False))
     size = int(np.clip(4 * stroke, 5, max(h, w) / 2))
@@ -415,9 +418,9 @@ def prepare(image: Image.Image, *, raw: bool = False) -> Prepared:
     padded[size:-size, size:-size] = smooth_gray
     closing = ndimage.grey_closing if dark else ndimage.grey_opening
     paper = closing(padded, size=(size, size))[size:-size, size:-size]
-    ink, sigma = _ink(smooth_gray, ndimage.gaussian_filter(paper, size / 8), dark)
+    ink, sigma = _ink(smooth_gray, ndimage.gaussian_filter(paper, size / 8), dark, noise)
     peak = float(ink.max())
-    if peak < max(8 * sigma, 12.0):
+    if peak < max(8 * sigma, 8.0):
         return Prepared(blank.pixels, blank=True, inverted=dark)
     strong = max(5 * sigma, 0.25 * peak)
 
