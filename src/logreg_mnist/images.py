@@ -127,6 +127,12 @@ def open_image(source: str | os.PathLike | bytes, *, name: str | None = None) ->
             raise NotAnImageError(f"{name}: expected an image ({', '.join(FORMATS)}), found data starting with "
                             f"0x{head.hex()}") from None
         except ValueError as e:  # Pillow's caps on PNG text / ICC chunks, bad header fields
+            if "text chunk" in str(e).lower() or "MAX_TEXT" in str(e):
+                from PIL import PngImagePlugin
+
+                raise DataError(f"{name}: expected PNG text and ICC profile chunks of at most "
+                                f"{PngImagePlugin.MAX_TEXT_CHUNK:,} bytes each once decompressed, found a larger "
+                                f"one ({_describe(name, e)})") from None
             raise DataError(f"{name}: expected an image within Pillow's safety limits, found "
                             f"{_describe(name, e)}") from None
         except MemoryError:

@@ -310,7 +310,7 @@ def predictions_figure(inputs: Sequence, results: Sequence, *, max_rows: int = M
             ax.set_yticks([])
         labels = [str(label) for label, _ in r.top][::-1]
         probs = [p for _, p in r.top][::-1]
-        colours = ["#bbbbbb"] * (len(probs) - 1) + ["#1f77b4"]
+        colours = ["#bbbbbb"] * (len(probs) - 1) + ["#bbbbbb" if r.blank else "#1f77b4"]
         ax_bar.barh(labels, probs, color=colours)
         ax_bar.set_xlim(0, 1.2)
         ax_bar.set_xticks([0, 0.5, 1])
