@@ -148,6 +148,13 @@ def test_an_empty_picture_is_blank(kind):
     assert p.blank and not p.pixels.any()
 
 
+def test_a_speck_on_a_sheet_is_blank_not_a_digit():
+    a = np.full((600, 800), 220.0)
+    a[300:306, 400:405] = 40
+    p = prepare(as_image(a))
+    assert p.blank and p.inverted and not p.pixels.any()
+
+
 def test_mnist_like_28x28_passes_through_and_a_bold_one_is_laid_out():
     mnist_like = np.zeros((28, 28), np.uint8)
     mnist_like[5:23, 12:16] = 255  # a 1 within the 20x20 box, on black

@@ -49,6 +49,7 @@ from .errors import DataError, NotAnImageError
 MAX_PIXELS = 50_000_000  # 50 megapixels: above any phone camera's photo, far below a decompression bomb
 MAX_BYTES = 256 * 2**20  # raw image data handed over in memory (standard input, an upload)
 WORK_SIDE = 640  # larger images are reduced to this longer side before the analysis
+MIN_DIGIT = 0.025  # a digit spans at least this fraction of the picture's longer side; less is a speck
 FORMATS = ("PNG", "JPEG", "GIF", "BMP", "TIFF", "WEBP", "PPM")  # PPM: also PGM and PBM
 SIDE = 28  # MNIST's frame
 BOX = 20  # ... and the box its digits are scaled into
@@ -438,8 +439,8 @@ def prepare(image: Image.Image, *, raw: bool = False) -> Prepared:
     digit = np.where(near, np.clip((ink - 2 * sigma) / max(level - 2 * sigma, 1e-6), 0, 1) * 255, 0)
     support = near & (digit > 0.1 * 255)
     rows, cols = np.nonzero(support.any(axis=1))[0], np.nonzero(support.any(axis=0))[0]
-    if len(rows) == 0:
-        return Prepared(blank.pixels, blank=True, inverted=dark)
+    if len(rows) == 0 or max(rows[-1] - rows[0], cols[-1] - cols[0]) + 1 < max(4, MIN_DIGIT * max(h, w)):
+        return Prepared(blank.pixels, blank=True, inverted=dark)  # nothing, or a speck: not a digit
     digit = digit[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1].astype(np.float32)
 
     # Thin pen strokes: thicken towards MNIST's stroke width (measured at the 20-pixel scale).
