@@ -8,10 +8,11 @@ ink on a black background. :func:`prepare` does the same to a photo or a scan:
 1. **grayscale**: transparent parts are composited on white paper; 16-bit and float
    images are scaled by their bit depth (not clipped); large images are first reduced
    to :data:`WORK_SIDE` pixels on their longer side;
-2. **paper and ink**: the paper's brightness is estimated locally (a percentile filter
-   on a coarse grid, so uneven light and vignetting are followed), the ink is what
-   stands out from it; the **polarity** is the side on which the ink stands out (dark
-   ink on light paper is flipped to MNIST's light on dark);
+2. **paper and ink**: the **polarity** is the side on which thin features stand out from
+   a median over a third of the picture (dark ink on light paper is flipped to MNIST's
+   light on dark); the paper's brightness is fitted as a smooth cubic surface (robustly,
+   leaving the ink out), then followed more closely by a closing (an opening for light
+   ink) four stroke widths wide, so gradients, vignetting and the edges of shadows go;
 3. **background subtraction and contrast stretch**: the ink's contrast relative to the
    local paper, so a shadowed part of the digit is as bright as a lit one, stretched so
    that the strokes' cores reach 255;
@@ -420,7 +421,8 @@ def prepare(image: Image.Image, *, raw: bool = False) -> Prepared:
     stroke = _stroke_width(_select_digit(ink, max(5 * sigma, 0.5 * peak), neighbours=False))
     size = int(np.clip(4 * stroke, 5, max(h, w) / 2))
     # Beyond the edges: a mirror image (continuing gradients) with the ink replaced by the fit.
-    inky = ndimage.binary_dilation(ink > max(4 * sigma, 0.15 * peak), iterations=max(1, int(stroke)))
+    reach = 2 * max(1, int(stroke)) + 1
+    inky = ndimage.maximum_filter(ink > max(4 * sigma, 0.15 * peak), size=(reach, reach))
     padded = np.pad(np.where(inky, fit, smooth_gray), size, mode="reflect", reflect_type="odd")
     padded[size:-size, size:-size] = smooth_gray
     closing = ndimage.grey_closing if dark else ndimage.grey_opening
