@@ -322,3 +322,10 @@ def test_in_memory_data_is_bounded(monkeypatch):
     monkeypatch.setattr(images, "MAX_BYTES", 100)
     with pytest.raises(DataError, match=r"upload: expected an image file of at most 100 bytes, found 1,000"):
         open_image(b"\0" * 1000, name="upload")
+
+
+def test_untrusted_names_are_quoted_and_cut():
+    with pytest.raises(DataError) as e:
+        open_image(b"not an image", name="\x1b[31mred\x1b[0m" + "x" * 10_000)
+    message = str(e.value)
+    assert "\x1b" not in message and message.startswith("'\\x1b[31mred") and len(message) < 400

@@ -59,9 +59,17 @@ _CENTRE = 14.0  # MNIST's centre of mass: row and column 14 (measured: 13.99, 14
 
 
 def _describe(name: str, error: BaseException) -> str:
-    """Pillow's message for ``error``, on one line and bounded in length."""
+    """Pillow's message for ``error``, on one line, printable and bounded in length."""
     text = " ".join(str(error).split()) or type(error).__name__
+    text = "".join(c if c.isprintable() else "?" for c in text)
     return text if len(text) <= 200 else text[:200] + "..."
+
+
+def _safe_name(name: str) -> str:
+    """``name`` as it is when short and printable, else quoted and cut (an upload's name is untrusted)."""
+    if name.isprintable() and len(name) <= 200:
+        return name
+    return repr(name[:200]) + ("..." if len(name) > 200 else "")
 
 
 def open_image(source: str | os.PathLike | bytes, *, name: str | None = None) -> Image.Image:
@@ -81,6 +89,8 @@ def open_image(source: str | os.PathLike | bytes, *, name: str | None = None) ->
             decompression bomb, oversized PNG chunks, a truncated or corrupt file, an
             unreadable path.
     """
+    if name is not None:
+        name = _safe_name(name)
     if isinstance(source, (bytes, bytearray, memoryview)):
         name = name or "<bytes>"
         if len(source) > MAX_BYTES:
@@ -88,7 +98,7 @@ def open_image(source: str | os.PathLike | bytes, *, name: str | None = None) ->
         fp = io.BytesIO(bytes(source))
     else:
         path = Path(source)
-        name = name or str(path)
+        name = name or _safe_name(str(path))
         try:
             fp = open(path, "rb")
         except IsADirectoryError:
