@@ -455,7 +455,8 @@ def prepare(image: Image.Image, *, raw: bool = False) -> Prepared:
         return Prepared(blank.pixels, blank=True, inverted=dark)  # nothing, or a speck: not a digit
     digit = digit[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1].astype(np.float32)
 
-    # Thin pen strokes: thicken towards MNIST's stroke width (measured at the 20-pixel scale).
+    # Thin pen strokes thickened, bold ones thinned, towards MNIST's stroke width (measured
+    # at the 20-pixel scale); strokes near it are left alone.
     longer = max(digit.shape)
     target = _MNIST_STROKE * longer / BOX
     width = _stroke_width(digit > 127)
@@ -463,6 +464,13 @@ def prepare(image: Image.Image, *, raw: bool = False) -> Prepared:
         radius = max(1, int(round((0.8 * target - width) / 2)))
         disk = np.hypot(*np.mgrid[-radius : radius + 1, -radius : radius + 1]) <= radius
         digit = ndimage.grey_dilation(np.pad(digit, radius), footprint=disk)
+    elif width > 1.3 * target:
+        radius = max(1, int(round((width - target) / 2)))
+        disk = np.hypot(*np.mgrid[-radius : radius + 1, -radius : radius + 1]) <= radius
+        thinner = ndimage.grey_erosion(digit, footprint=disk)
+        if thinner.max() >= 128:  # never erase the digit
+            rows, cols = np.nonzero(thinner.max(axis=1) > 0)[0], np.nonzero(thinner.max(axis=0) > 0)[0]
+            digit = thinner[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
 
     pixels = np.clip(np.round(_mnist_layout(digit)), 0, 255).astype(np.uint8)
     if pixels.max() < 32:
