@@ -329,3 +329,14 @@ def test_untrusted_names_are_quoted_and_cut():
         open_image(b"not an image", name="\x1b[31mred\x1b[0m" + "x" * 10_000)
     message = str(e.value)
     assert "\x1b" not in message and message.startswith("'\\x1b[31mred") and len(message) < 400
+
+
+def test_exif_orientation_is_applied():
+    # A phone stores a "1" photographed sideways as a horizontal stroke plus an EXIF tag saying "rotate".
+    lying = as_image(drawing("1", sheet=(400, 480), box=300, aspect=0.0, width=30)).transpose(Image.Transpose.ROTATE_90)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation: rotate 90 degrees clockwise to display
+    data = encoded(lying, "JPEG", quality=90, exif=exif.tobytes())
+    p = prepare(open_image(data))
+    h, w = bbox(p.pixels, 64)
+    assert h >= 19 and w <= 6
