@@ -340,3 +340,12 @@ def test_exif_orientation_is_applied():
     p = prepare(open_image(data))
     h, w = bbox(p.pixels, 64)
     assert h >= 19 and w <= 6
+
+
+def test_the_table_around_the_sheet_is_not_the_digit():
+    clean = prepare(as_image(drawing("7")))
+    sheet = drawing("7")  # 400 x 480
+    photo = np.full((460, 540), 50.0)  # a dark table along two edges, a fifth of the picture
+    photo[60:, 60:] = sheet
+    p = prepare(as_image(photo))
+    assert p.inverted and similarity(p, clean) > 0.95

@@ -17,8 +17,9 @@ ink on a black background. :func:`prepare` does the same to a photo or a scan:
    local paper, so a shadowed part of the digit is as bright as a lit one, stretched so
    that the strokes' cores reach 255;
 4. **the digit**: the largest connected ink region (by ink mass), plus the regions close
-   to it (so a 5's detached top stroke stays); specks further away are dropped; very thin
-   pen strokes are thickened towards MNIST's stroke width;
+   to it (so a 5's detached top stroke stays); specks further away are dropped, and so are
+   large regions along the picture's edge (a table around the sheet); very thin pen strokes
+   are thickened, bold ones thinned, towards MNIST's stroke width;
 5. **MNIST's layout**: crop, longer side to 20 pixels (Lanczos, anti-aliased), centre of
    mass moved to (14, 14) by a whole-pixel shift in a 28x28 frame.
 
@@ -311,6 +312,13 @@ def _select_digit(ink: np.ndarray, threshold: float, *, neighbours: bool = True)
     index = np.arange(1, n + 1)
     mass = np.asarray(ndimage.sum_labels(ink, labels, index))
     boxes = ndimage.find_objects(labels)
+    # A large region touching the picture's edge is the table around the sheet, the sheet's
+    # edge or a shadow, not a digit: left out unless there is nothing else.
+    h, w = ink.shape
+    background = np.array([(r.start == 0 or c.start == 0 or r.stop == h or c.stop == w)
+                           and (r.stop - r.start > h / 2 or c.stop - c.start > w / 2) for r, c in boxes])
+    if not background.all():
+        mass = np.where(background, -1.0, mass)
     order = np.argsort(-mass)
     chosen = [int(order[0])]
     top, bottom = boxes[order[0]][0].start, boxes[order[0]][0].stop
@@ -321,7 +329,7 @@ def _select_digit(ink: np.ndarray, threshold: float, *, neighbours: bool = True)
         reach = 0.35 * max(bottom - top, right - left)
         for k in order[1:]:
             k = int(k)
-            if k in chosen or mass[k] < 0.02 * mass[chosen[0]]:
+            if k in chosen or mass[k] < 0.02 * mass[chosen[0]]:  # (background: mass -1)
                 continue
             r, c = boxes[k]
             gap_y = max(0, r.start - bottom, top - r.stop)
