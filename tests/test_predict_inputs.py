@@ -206,3 +206,14 @@ def test_show_writes_each_input_beside_what_the_model_sees(model_file, tmp_path,
     assert axes[5].get_title() == "blank: no digit found"
     # The middle picture is exactly the model's input.
     np.testing.assert_allclose(axes[1].get_images()[0].get_array(), inputs[0].features.reshape(28, 28) * 256 / 255)
+
+
+@pytest.mark.parametrize("target, message", [
+    ("missing-dir/seen.png", "expected an existing directory to write the picture in"),
+    ("seen.jpg", "expected a .png file name for the picture, found .jpg"),
+])
+def test_show_target_is_checked_before_any_work(model_file, tmp_path, capsys, target, message):
+    as_image(REFERENCE).save(tmp_path / "digit.png")
+    assert main(["predict", str(model_file), str(tmp_path / "digit.png"), "--show", str(tmp_path / target)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1

@@ -217,8 +217,10 @@ def _load_model(path):
 def cmd_predict(args) -> int:
     import numpy as np
 
-    from .predict import load_inputs, predictions
+    from .predict import check_picture_path, load_inputs, predictions
 
+    if args.show:
+        check_picture_path(args.show)
     model, _ = _load_model(args.model)
     if not args.inputs:
         data = _load_data(args)

@@ -254,6 +254,18 @@ def load_inputs(paths: list[str | os.PathLike], n_in: int = SIDE * SIDE, *, raw:
     return out
 
 
+def check_picture_path(path: str | os.PathLike) -> Path:
+    """Where ``--show`` will write: a ``.png`` name in an existing directory (checked before any work)."""
+    path = Path(path)
+    if path.suffix.lower() != ".png":
+        raise DataError(f"{path}: expected a .png file name for the picture, found {path.suffix or 'no suffix'}")
+    if not path.parent.is_dir():
+        raise DataError(f"{path}: expected an existing directory to write the picture in, found no {path.parent}")
+    if path.is_dir():
+        raise DataError(f"{path}: expected a file name for the picture, found a directory")
+    return path
+
+
 def predictions(model: LogisticRegression, inputs: list[Input]) -> list[Prediction]:
     """One :class:`Prediction` per image in ``inputs``, with the runner-up and the flags."""
     results = []
