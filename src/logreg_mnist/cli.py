@@ -146,8 +146,13 @@ def build_parser() -> argparse.ArgumentParser:
                                    "chapter's predict(). With inputs: a label and its probability per image.")
     p.add_argument("model", metavar="MODEL", help="a .safetensors model file or a run directory")
     p.add_argument("inputs", metavar="INPUT", nargs="*",
-                   help="PNG/JPEG images, IDX image files or .npy arrays (see the README for the rules)")
+                   help="images (PNG, JPEG, GIF, BMP, TIFF, WebP), IDX image files, .npy arrays, directories "
+                        "of them, or - for one image on standard input (see the README for the rules)")
     p.add_argument("--json", action="store_true", help="print JSON for scripts")
+    p.add_argument("--raw", action="store_true",
+                   help="take 28x28 images as they are: no inversion, cropping or centring (default: off)")
+    p.add_argument("--show", metavar="OUT.png", default=None,
+                   help="write a picture of each input beside what the model sees and its top 3 classes")
     _add_data_dir(p)
     p.set_defaults(func=cmd_predict)
 
@@ -335,9 +340,11 @@ def _load_model(path):
 def cmd_predict(args) -> int:
     import numpy as np
 
-    from .predict import predict_files
+    from .predict import check_picture_path, load_inputs, predictions
     from .run import class_names_for
 
+    if args.show:
+        check_picture_path(args.show)
     model, meta = _load_model(args.model)
     if not args.inputs:
         data = _load_run_data(args, args.model)
@@ -353,15 +360,25 @@ def cmd_predict(args) -> int:
                 print(", ".join(names[i] for i in predicted))
         return EXIT_OK
     names = class_names_for(meta, model.n_out)
-    results = predict_files(model, args.inputs)
+    inputs = load_inputs(args.inputs, model.n_in, raw=args.raw)
+    results = predictions(model, inputs)
+    if args.show:
+        from .plots import predictions_figure, save_figure
+
+        save_figure(predictions_figure(inputs, results), args.show)
     if args.json:
         print(json.dumps([{**r.to_dict(), "class_name": names[r.label]} for r in results], indent=2))
     else:
         width = max(len(r.input) for r in results)
         numeric = names == [str(i) for i in range(len(names))]
         for r in results:
-            name = "" if numeric else f" {names[r.label]}"
-            print(f"{r.input:<{width}}  {r.label}{name}  (probability {r.probability:.4f})")
+            name, runner_up = ("", "") if numeric else (f" {names[r.label]}", f" {names[r.runner_up]}")
+            flags = "".join(["  blank: no digit found" if r.blank else "",
+                             "  low confidence" if r.low_confidence and not r.blank else ""])
+            print(f"{r.input:<{width}}  {r.label}{name}  (probability {r.probability:.4f}; runner-up "
+                  f"{r.runner_up}{runner_up}, {r.runner_up_probability:.4f}){flags}")
+    if args.show:
+        print(f"picture: {args.show}", file=sys.stderr)
     return EXIT_OK
 
 

@@ -74,6 +74,10 @@ class DataError(LogregMnistError):
     """A data file or directory is missing, malformed or fails verification."""
 
 
+class NotAnImageError(DataError):
+    """A file handed in as an image is not in any image format that is read."""
+
+
 class IDXFormatError(DataError):
     """A file is not the IDX file it was expected to be."""
 

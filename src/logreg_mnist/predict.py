@@ -1,92 +1,113 @@
 """Using a trained model: predictions on a user's files, and evaluation on the splits.
 
-Inputs a user can hand in:
-    * PNG or JPEG images, any size or colour: converted to grayscale, made a light
-      digit on a dark background (an image whose border is mostly light is
-      inverted: the median of its outermost pixels is above 127), then brought to
-      MNIST's layout: the digit's bounding box scaled to fit 20x20, centred by its
-      centre of mass in a 28x28 frame. A 28x28 image is used as it is (after the
-      inversion rule).
-    * IDX image files (``*-images-idx3-ubyte[.gz]``): every image in them.
-    * ``.npy`` arrays of shape (28, 28), (784,), (n, 28, 28) or (n, 784), uint8
-      (0-255) or float in [0, 1]. Loaded with ``allow_pickle=False``.
+Inputs a user can hand in (:func:`load_inputs`):
+    * images (PNG, JPEG, GIF, BMP, TIFF, WebP, PGM/PPM; 8- or 16-bit, palette, CMYK):
+      brought into MNIST's form by :func:`logreg_mnist.images.prepare` (a photo or a scan
+      of a digit is cropped, cleaned and laid out as MNIST's digits were), or taken as
+      they are with ``raw=True`` (28x28 only);
+    * IDX image files (``*-images-idx3-ubyte[.gz]``): every image in them;
+    * ``.npy`` arrays of shape (28, 28), (784,), (n, 28, 28) or (n, 784), uint8 (0-255)
+      or float in [0, 1]: the header is checked against the file's size before anything
+      is allocated, the data memory-mapped, object arrays refused;
+    * a directory: every such file in it, sorted by name (hidden files and other files
+      are skipped);
+    * ``-``: one image read from standard input.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+import sys
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .data import Dataset, read_idx
 from .data.idx import GZIP_MAGIC
 from .data.mnist import PIXEL_SCALE
 from .errors import DataError
+from .images import MAX_BYTES, SIDE, NotAnImageError, Prepared, open_image, prepare
 from .model import LogisticRegression
 
-SIDE = 28  # MNIST images are 28x28
-BOX = 20  # ... with the digit normalised into a 20x20 box
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".jpe", ".gif", ".bmp", ".dib", ".tif", ".tiff", ".webp",
+                  ".pgm", ".ppm", ".pbm", ".pnm"}
+LOW_CONFIDENCE = 0.5  # a top probability below this is flagged as a guess
+BLANK_LEVEL = 32  # arrays whose brightest pixel is below this (of 255) are flagged blank
+_NPY_MAGIC = b"\x93NUMPY"
+_THUMBNAIL = 256  # longest side of the copy of each image kept for --show
 
 
 @dataclass(frozen=True)
 class Prediction:
+    """The model's answer for one image.
+
+    ``top`` holds the three most probable classes as (label, probability), best first;
+    ``blank`` says no ink was found (the prediction means nothing); ``low_confidence``
+    that the top probability is below :data:`LOW_CONFIDENCE`; ``inverted`` that a dark-on-
+    light picture was flipped to MNIST's polarity.
+    """
+
     input: str  # file name, with [index] for files holding several images
     label: int
     probability: float
+    runner_up: int = -1
+    runner_up_probability: float = 0.0
+    top: tuple[tuple[int, float], ...] = ()
+    blank: bool = False
+    low_confidence: bool = False
+    inverted: bool = False
 
     def to_dict(self) -> dict:
-        return {"input": self.input, "label": self.label, "probability": self.probability}
+        return {"input": self.input, "label": self.label, "probability": self.probability,
+                "runner_up": self.runner_up, "runner_up_probability": self.runner_up_probability,
+                "top": [{"label": k, "probability": p} for k, p in self.top],
+                "blank": self.blank, "low_confidence": self.low_confidence, "inverted": self.inverted}
 
 
-def _center_of_mass_frame(digit: np.ndarray) -> np.ndarray:
-    """Place a digit (h, w) with h, w <= 20 in a 28x28 frame, centred by its centre of mass."""
-    frame = np.zeros((SIDE, SIDE), dtype=np.float64)
-    h, w = digit.shape
-    total = digit.sum()
-    if total > 0:
-        cy = (digit.sum(axis=1) * np.arange(h)).sum() / total
-        cx = (digit.sum(axis=0) * np.arange(w)).sum() / total
+@dataclass
+class Input:
+    """One input file as the model sees it.
+
+    Attributes:
+        name: as given (a directory's files as ``DIR/NAME``; ``-`` as ``<stdin>``).
+        features: float32 (n, n_in), ``pixels / 256``.
+        prepared: for images, the :class:`~logreg_mnist.images.Prepared` result (one).
+        original: for images, a copy of the picture (uint8 (h, w) or (h, w, 3), at most
+            256 pixels on its longer side), for ``--show``.
+    """
+
+    name: str
+    features: np.ndarray
+    prepared: list[Prepared] = field(default_factory=list)
+    original: np.ndarray | None = None
+
+
+def _thumbnail(image) -> np.ndarray:
+    from PIL import Image
+
+    from .images import to_gray
+
+    if image.mode in ("RGB", "RGBA", "P", "CMYK", "YCbCr", "RGBX"):
+        small = image.convert("RGBA")
+        paper = Image.new("RGBA", small.size, (255, 255, 255, 255))
+        small = Image.alpha_composite(paper, small).convert("RGB")
     else:
-        cy, cx = (h - 1) / 2, (w - 1) / 2
-    top = int(round(SIDE / 2 - 0.5 - cy))
-    left = int(round(SIDE / 2 - 0.5 - cx))
-    top = min(max(top, 0), SIDE - h)
-    left = min(max(left, 0), SIDE - w)
-    frame[top : top + h, left : left + w] = digit
-    return frame
+        small = Image.fromarray(np.round(to_gray(image)).astype(np.uint8))
+    small.thumbnail((_THUMBNAIL, _THUMBNAIL), Image.Resampling.LANCZOS)
+    return np.asarray(small)
 
 
-def image_to_pixels(path: str | os.PathLike) -> np.ndarray:
-    """A PNG or JPEG file as MNIST-like uint8 pixels of shape (784,): light digit on dark."""
-    path = Path(path)
+def _image_input(source, name: str, n_in: int, raw: bool) -> Input:
+    if n_in != SIDE * SIDE:
+        raise DataError(f"{name}: the model takes {n_in} features, images need 784 (28x28)")
+    image = open_image(source, name=name)
     try:
-        with Image.open(path) as im:
-            im = ImageOps.exif_transpose(im)
-            if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
-                # Transparent parts become white paper under a dark-on-light drawing.
-                rgba = im.convert("RGBA")
-                paper = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-                im = Image.alpha_composite(paper, rgba)
-            gray = np.asarray(im.convert("L"), dtype=np.float64)
-    except (UnidentifiedImageError, OSError) as e:
-        raise DataError(f"{path}: cannot read as an image: {e}") from None
-    border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
-    if np.median(border) > 127:
-        gray = 255.0 - gray  # dark digit on light paper: invert to MNIST's light-on-dark
-    if gray.shape != (SIDE, SIDE):
-        ys, xs = np.nonzero(gray > 0.2 * gray.max()) if gray.max() > 0 else ((), ())
-        if len(ys):
-            gray = gray[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
-        h, w = gray.shape
-        scale = BOX / max(h, w)
-        size = (max(1, round(w * scale)), max(1, round(h * scale)))
-        small = Image.fromarray(np.clip(gray, 0, 255).astype(np.uint8)).resize(size, Image.Resampling.LANCZOS)
-        gray = _center_of_mass_frame(np.asarray(small, dtype=np.float64))
-    return np.clip(np.round(gray), 0, 255).astype(np.uint8).reshape(-1)
+        prepared = prepare(image, raw=raw)
+    except DataError as e:
+        raise DataError(f"{name}: {e}") from None
+    return Input(name, prepared.features(), [prepared], _thumbnail(image))
 
 
 def _array_to_features(arr: np.ndarray, name: str, n_in: int) -> np.ndarray:
@@ -99,55 +120,181 @@ def _array_to_features(arr: np.ndarray, name: str, n_in: int) -> np.ndarray:
         raise DataError(
             f"{name}: expected an array of shape (n, {n_in}) or (n, 28, 28) (one image or many), found {arr.shape}"
         )
+    if len(flat) == 0:
+        raise DataError(f"{name}: expected at least one image, found an array of shape {arr.shape} (no rows)")
     if arr.dtype == np.uint8:
-        return flat.astype(np.float32) * PIXEL_SCALE
-    if arr.dtype.kind in "fiu":
-        flat = flat.astype(np.float32)
-        if flat.size and not (np.isfinite(flat).all() and flat.min() >= 0 and flat.max() <= 1):
+        return np.asarray(flat, dtype=np.float32) * PIXEL_SCALE
+    if arr.dtype.kind in "fiu" and not arr.dtype.fields:
+        flat = np.asarray(flat, dtype=np.float32)
+        if not (np.isfinite(flat).all() and flat.min() >= 0 and flat.max() <= 1):
             raise DataError(f"{name}: expected uint8 pixels or floats in [0, 1], found values in "
                             f"[{flat.min()}, {flat.max()}] of dtype {arr.dtype}")
         return flat
     raise DataError(f"{name}: expected uint8 pixels or floats in [0, 1], found dtype {arr.dtype}")
 
 
-def load_inputs(paths: list[str | os.PathLike], n_in: int = SIDE * SIDE) -> list[tuple[str, np.ndarray]]:
-    """Each file as (name, features (n, n_in) float32), following the rules of this module."""
-    out = []
-    for p in paths:
-        path = Path(p)
-        if not path.is_file():
-            raise DataError(f"{path}: no such file")
-        suffix = path.suffix.lower()
+def load_npy(path: str | os.PathLike) -> np.ndarray:
+    """A ``.npy`` file, memory-mapped, after checking its header against the file's size.
+
+    Raises:
+        DataError: not a ``.npy`` file (an ``.npz`` archive is named as such), a header
+            that promises more data than the file holds, object arrays (never unpickled),
+            an unreadable file.
+    """
+    from numpy.lib import format as npy_format
+
+    path = Path(path)
+    try:
+        size = path.stat().st_size
         with open(path, "rb") as f:
-            head = f.read(4)
-        if suffix in IMAGE_SUFFIXES:
-            if n_in != SIDE * SIDE:
-                raise DataError(f"{path}: the model takes {n_in} features, images need 784 (28x28)")
-            out.append((str(path), _array_to_features(image_to_pixels(path), str(path), n_in)))
-        elif suffix == ".npy":
+            head = f.read(len(_NPY_MAGIC))
+            if head[:2] == b"PK":
+                raise DataError(f"{path}: expected a .npy array, found a zip archive (an .npz file? load it in "
+                                f"Python and save one array with numpy.save)")
+            if head != _NPY_MAGIC:
+                raise DataError(f"{path}: expected a .npy array (starting with \\x93NUMPY), found "
+                                f"{'an empty file' if not head else '0x' + head.hex()}")
+            f.seek(0)
+            version = npy_format.read_magic(f)
+            reader = npy_format.read_array_header_1_0 if version == (1, 0) else npy_format.read_array_header_2_0
+            shape, fortran_order, dtype = reader(f)
+            offset = f.tell()
+    except DataError:
+        raise
+    except OSError as e:
+        raise DataError(f"{path}: cannot read the file: {e.strerror or e}") from None
+    except (ValueError, EOFError) as e:
+        raise DataError(f"{path}: expected a .npy array, found a damaged header ({' '.join(str(e).split())[:200]})") \
+            from None
+    if dtype.hasobject:
+        raise DataError(f"{path}: expected an array of numbers, found dtype {dtype} (object arrays are refused: "
+                        f"loading them would unpickle)")
+    promised = int(np.prod(shape, dtype=object)) * dtype.itemsize
+    if promised != size - offset:
+        raise DataError(f"{path}: header promises shape {shape} of {dtype} = {promised:,} bytes of data, "
+                        f"found {size - offset:,}")
+    if promised == 0:
+        return np.zeros(shape, dtype=dtype)
+    try:
+        return np.load(path, mmap_mode="r", allow_pickle=False)
+    except (ValueError, OSError, EOFError) as e:
+        raise DataError(f"{path}: cannot read as a .npy array: {' '.join(str(e).split())[:200]}") from None
+
+
+def _read_stdin(stream: BinaryIO) -> bytes:
+    data = stream.read(MAX_BYTES + 1)
+    if not data:
+        raise DataError("<stdin>: expected an image on standard input, found nothing")
+    return data  # open_image refuses more than MAX_BYTES
+
+
+def _expand(paths: list[str | os.PathLike]) -> list[str | Path]:
+    """Directories replaced by their input files, sorted; ``-`` kept once."""
+    out: list[str | Path] = []
+    for p in paths:
+        if str(p) == "-":
+            if "-" in out:
+                raise DataError("-: standard input can be read once, found '-' twice")
+            out.append("-")
+            continue
+        path = Path(p)
+        if path.is_dir():
             try:
-                arr = np.load(path, allow_pickle=False)
-            except (ValueError, OSError) as e:
-                raise DataError(f"{path}: cannot read as a .npy array (object arrays are refused): {e}") from None
-            out.append((str(path), _array_to_features(arr, str(path), n_in)))
-        elif head[:2] == GZIP_MAGIC or head[:2] == b"\0\0":
-            arr = read_idx(path, kind="images")
-            out.append((str(path), _array_to_features(np.asarray(arr), str(path), n_in)))
+                entries = sorted(e for e in path.iterdir() if not e.name.startswith(".") and e.is_file()
+                                 and (e.suffix.lower() in IMAGE_SUFFIXES | {".npy", ".gz"} or "idx" in e.name))
+            except OSError as e:
+                raise DataError(f"{path}: cannot list the directory: {e.strerror or e}") from None
+            if not entries:
+                raise DataError(f"{path}: expected a directory holding images, .npy or IDX files, found none")
+            out.extend(entries)
         else:
-            raise DataError(f"{path}: expected a PNG or JPEG image, an IDX images file or a .npy array, "
-                            f"found {suffix or 'no suffix'} starting with 0x{head.hex()}")
+            out.append(path)
     return out
 
 
-def predict_files(model: LogisticRegression, paths: list[str | os.PathLike]) -> list[Prediction]:
-    """One :class:`Prediction` per image in the given files."""
+def load_inputs(paths: list[str | os.PathLike], n_in: int = SIDE * SIDE, *, raw: bool = False,
+                stdin: BinaryIO | None = None) -> list[Input]:
+    """Each input as an :class:`Input`, following the rules of this module.
+
+    Args:
+        paths: files, directories, or ``-`` for one image on ``stdin``.
+        n_in: the model's number of features.
+        raw: take 28x28 images as they are (see :func:`logreg_mnist.images.prepare`).
+        stdin: where ``-`` reads from (default: the process's standard input).
+    """
+    out = []
+    for path in _expand(paths):
+        if path == "-":
+            data = _read_stdin(stdin if stdin is not None else sys.stdin.buffer)
+            out.append(_image_input(data, "<stdin>", n_in, raw))
+            continue
+        name = str(path)
+        try:
+            with open(path, "rb") as f:
+                head = f.read(8)
+        except FileNotFoundError:
+            raise DataError(f"{name}: no such file") from None
+        except OSError as e:
+            raise DataError(f"{name}: cannot read the file: {e.strerror or e}") from None
+        suffix = path.suffix.lower()
+        if suffix == ".npy" or head.startswith(_NPY_MAGIC):
+            arr = load_npy(path)
+            features = _array_to_features(arr, name, n_in)
+            out.append(Input(name, features))
+        elif suffix not in IMAGE_SUFFIXES and (head[:2] == GZIP_MAGIC or head[:2] == b"\0\0"):
+            arr = read_idx(path, kind="images")
+            out.append(Input(name, _array_to_features(np.asarray(arr), name, n_in)))
+        else:
+            try:
+                out.append(_image_input(path, name, n_in, raw))
+            except NotAnImageError:
+                raise DataError(f"{name}: expected an image (PNG, JPEG, GIF, BMP, TIFF, WebP), an IDX images "
+                                f"file or a .npy array, found {suffix or 'no suffix'} starting with "
+                                f"0x{head.hex()}") from None
+    return out
+
+
+def check_picture_path(path: str | os.PathLike) -> Path:
+    """Where ``--show`` will write: a ``.png`` name in an existing directory (checked before any work)."""
+    path = Path(path)
+    if path.suffix.lower() != ".png":
+        raise DataError(f"{path}: expected a .png file name for the picture, found {path.suffix or 'no suffix'}")
+    if not path.parent.is_dir():
+        raise DataError(f"{path}: expected an existing directory to write the picture in, found no {path.parent}")
+    if path.is_dir():
+        raise DataError(f"{path}: expected a file name for the picture, found a directory")
+    return path
+
+
+def predictions(model: LogisticRegression, inputs: list[Input]) -> list[Prediction]:
+    """One :class:`Prediction` per image in ``inputs``, with the runner-up and the flags."""
     results = []
-    for name, x in load_inputs(paths, model.n_in):
-        probs = model.p_y_given_x(x)
-        labels = probs.argmax(axis=1)
-        for i, (label, p) in enumerate(zip(labels, probs[np.arange(len(x)), labels])):
-            results.append(Prediction(name if len(x) == 1 else f"{name}[{i}]", int(label), float(p)))
+    for item in inputs:
+        probs = model.p_y_given_x(item.features)
+        order = np.argsort(-probs, axis=1, kind="stable")
+        for i in range(len(item.features)):
+            top = tuple((int(k), float(probs[i, k])) for k in order[i, :3])
+            if item.prepared:
+                blank, inverted = item.prepared[i].blank, item.prepared[i].inverted
+            else:
+                blank, inverted = bool(item.features[i].max() < BLANK_LEVEL / 256), False
+            runner_up = top[1] if len(top) > 1 else (-1, 0.0)
+            results.append(Prediction(
+                item.name if len(item.features) == 1 else f"{item.name}[{i}]", top[0][0], top[0][1],
+                runner_up[0], runner_up[1], top, blank, top[0][1] < LOW_CONFIDENCE, inverted))
     return results
+
+
+def predict_files(model: LogisticRegression, paths: list[str | os.PathLike], *, raw: bool = False) -> list[Prediction]:
+    """One :class:`Prediction` per image in the given files (see :func:`load_inputs`)."""
+    return predictions(model, load_inputs(paths, model.n_in, raw=raw))
+
+
+def predict_image(model: LogisticRegression, image, *, raw: bool = False) -> tuple[Prediction, Prepared]:
+    """The prediction for one Pillow image (from :func:`logreg_mnist.images.open_image`)."""
+    prepared = prepare(image, raw=raw)
+    (result,) = predictions(model, [Input("image", prepared.features(), [prepared])])
+    return result, prepared
 
 
 def evaluate(model: LogisticRegression, data: Dataset) -> dict:
