@@ -134,6 +134,15 @@ def test_a_model_file_alone_has_weights_but_no_history(run_dir):
     assert c.post("/api/predict", content=png_bytes(drawing("1"))).json()["label"] == 1
 
 
+def test_a_diverged_history_is_still_valid_json(tmp_path):
+    run = make_run(tmp_path / "run")
+    (run / "history.jsonl").write_text('{"epoch": 1, "train_nll": NaN, "valid_error": Infinity, "test_error": null}\n')
+    r = TestClient(create_app(RunView(run))).get("/api/run")
+    assert r.status_code == 200 and r.json()["history"][0]["train_nll"] is None
+    assert r.json()["history"][0]["valid_error"] is None
+    assert TestClient(create_app(RunView(run))).get("/api/learning-curves.png").status_code == 200
+
+
 def test_a_model_not_for_28x28_images_is_refused(tmp_path, capsys):
     save_model(tmp_path / "m.safetensors", np.zeros((64, 10), np.float32), np.zeros(10, np.float32))
     assert main(["serve", str(tmp_path / "m.safetensors"), "--port", "0"]) == 2
@@ -184,12 +193,16 @@ def test_a_blank_drawing_is_said_to_be_blank(client):
     assert answer["blank"] is True and answer["prepared"] == np.zeros((28, 28), int).tolist()
 
 
-def test_raw_skips_cropping_and_centring(client):
-    im = Image.new("L", (28, 28), "white")
-    im.paste(0, (0, 0, 6, 6))  # a dark square in a corner: cropping and centring would move it
-    raw = np.array(client.post("/api/predict?raw=1", content=png_bytes(im)).json()["prepared"])
-    assert raw[:6, :6].min() == 255 and raw[10:, 10:].max() == 0
-    r = client.post("/api/predict?raw=yes", content=png_bytes(im))
+def test_raw_takes_a_28x28_image_as_it_is(client):
+    pixels = np.zeros((28, 28), np.uint8)
+    pixels[0:6, 0:6] = 200  # a light square in a corner: cropping and centring would move it
+    body = png_bytes(Image.fromarray(pixels))
+    assert client.post("/api/predict?raw=1", content=body).json()["prepared"] == pixels.tolist()
+    assert client.post("/api/predict", content=png_bytes(Image.fromarray(np.pad(pixels, 20)))).json()["prepared"] \
+        != pixels.tolist()
+    r = client.post("/api/predict?raw=1", content=png_bytes(drawing("1")))
+    assert r.status_code == 422 and "expected a 28x28 image with raw=True" in r.json()["error"]
+    r = client.post("/api/predict?raw=yes", content=body)
     assert r.status_code == 400 and r.json() == {"error": "raw: expected 0 or 1, found 'yes'"}
 
 
@@ -198,7 +211,7 @@ def test_raw_skips_cropping_and_centring(client):
 @pytest.mark.parametrize("body, status, words", [
     (b"", 400, "empty body: expected the bytes of an image"),
     (b"hello, not an image", 422, "expected an image"),
-    (b"\x89PNG\r\n\x1a\n" + b"\0" * 40, 422, "expected an image"),
+    (b"\x89PNG\r\n\x1a\n" + b"\0" * 40, 422, "the request body: expected"),
 ])
 def test_bad_bodies_are_named(client, body, status, words):
     r = client.post("/api/predict", content=body)

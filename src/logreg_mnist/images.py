@@ -54,20 +54,22 @@ def open_image(source: str | os.PathLike | bytes, *, name: str | None = None) ->
 
 
 def prepare(image: Image.Image, *, raw: bool = False) -> Prepared:
-    """The 28x28 uint8 input the model sees; ``raw`` skips cropping and centring."""
+    """The 28x28 uint8 input the model sees; ``raw``: a 28x28 image's gray levels as they are."""
     im = image
     if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
         rgba = im.convert("RGBA")
         im = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
     gray = np.asarray(im.convert("L"), dtype=np.float64)
+    if raw:
+        if gray.shape != (SIDE, SIDE):
+            raise DataError(f"expected a 28x28 image with raw=True, found {image.size[0]}x{image.size[1]}")
+        pixels = gray.astype(np.uint8)
+        return Prepared(pixels=pixels, blank=not pixels.any(), inverted=False)
     border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
     inverted = bool(np.median(border) > 127)
     if inverted:
         gray = 255.0 - gray
-    if raw:
-        small = Image.fromarray(np.clip(gray, 0, 255).astype(np.uint8)).resize((SIDE, SIDE), Image.Resampling.LANCZOS)
-        gray = np.asarray(small, dtype=np.float64)
-    elif gray.shape != (SIDE, SIDE):
+    if gray.shape != (SIDE, SIDE):
         ys, xs = np.nonzero(gray > 0.2 * gray.max()) if gray.max() > 0 else ((), ())
         if len(ys):
             gray = gray[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]

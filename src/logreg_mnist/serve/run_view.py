@@ -12,6 +12,8 @@ class's score (logit), and ``softmax`` of the ten scores gives the probabilities
 
 from __future__ import annotations
 
+import functools
+import math
 import os
 import re
 import threading
@@ -60,6 +62,7 @@ def evidence_maps(pixels: np.ndarray, W: np.ndarray, classes: list[int]) -> np.n
     return (x[:, None] * W[:, classes]).T.reshape(len(classes), SIDE, SIDE)
 
 
+@functools.lru_cache(maxsize=4)
 def diverging_palette(n: int = 256) -> list[list[int]]:
     """The weights plot's colour map as ``n`` RGB triples (0-255), from most negative to most positive."""
     import matplotlib
@@ -68,6 +71,17 @@ def diverging_palette(n: int = 256) -> list[list[int]]:
 
     rgba = matplotlib.colormaps[DIVERGING_CMAP](np.linspace(0.0, 1.0, n))
     return np.round(rgba[:, :3] * 255).astype(int).tolist()
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` with every non-finite float (NaN, inf: not JSON) replaced by None."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
 
 
 def _rounded(a: np.ndarray, digits: int = 6) -> list:
@@ -124,7 +138,7 @@ class RunView:
     def describe(self) -> dict[str, Any]:
         """The run as ``GET /api/run`` answers it."""
         meta = self.metadata
-        return {
+        return json_safe({
             "name": self.name,
             "kind": "run" if self.run_dir is not None else "model",
             "dataset": meta.get("dataset"),
@@ -138,7 +152,7 @@ class RunView:
             "snapshots": list(self.snapshots),
             "weight_limit": self.weight_limit,
             "palette": diverging_palette(),
-        }
+        })
 
     def weights(self, epoch: int | None = None) -> dict[str, Any] | None:
         """The columns of ``W`` as 28x28 maps on the shared scale ``limit`` (best model, or a snapshot).
