@@ -154,6 +154,23 @@ def test_drawing_shows_the_prediction_and_its_evidence(browser, server):
     assert browser.find_element("id", "label").text == "0"
 
 
+def test_choosing_an_image_file_predicts_it_and_a_bad_file_is_named(browser, server, tmp_path):
+    from .serve_run import drawing
+
+    browser.get(server)
+    _wait(browser, "return document.body.dataset.ready === '1'")
+    good, bad = tmp_path / "ring.png", tmp_path / "notes.png"
+    drawing("0", size=400).save(good)
+    bad.write_text("not an image at all")
+    chooser = browser.find_element("id", "file")
+    chooser.send_keys(str(good))
+    _settled(browser)
+    assert browser.find_element("id", "label").text == "0"
+    chooser.send_keys(str(bad))
+    _wait(browser, "return document.getElementById('status').textContent !== ''")
+    assert browser.find_element("id", "status").text.startswith("the request body: expected an image")
+
+
 def test_the_run_is_shown_weights_slider_and_curves(browser, server):
     browser.get(server)
     _wait(browser, "return document.body.dataset.ready === '1'")
