@@ -37,7 +37,6 @@ from logreg_mnist.serve.app import bind
 
 from .serve_run import drawing, make_run, png_bytes
 
-REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")

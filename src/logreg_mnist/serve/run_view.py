@@ -115,7 +115,8 @@ class RunView:
     def _read_history(self) -> list[dict[str, Any]]:
         if self.run_dir is None or not (self.run_dir / io.HISTORY).is_file():
             return []
-        return [{k: row.get(k) for k in _HISTORY_KEYS} for row in io.read_history(self.run_dir)]
+        return [{k: row.get(k) for k in _HISTORY_KEYS} for row in io.read_history(self.run_dir)
+                if isinstance(row, dict)]
 
     def _read_snapshots(self) -> dict[int, LogisticRegression]:
         if self.run_dir is None:
@@ -126,8 +127,9 @@ class RunView:
             if match is None:
                 continue
             model, meta = io.load_model(path)
+            epoch = meta.get("epoch")
             if model.W.shape == self.model.W.shape:
-                found[int(meta.get("epoch", match.group(1)))] = model
+                found[epoch if isinstance(epoch, int) else int(match.group(1))] = model
         return dict(sorted(found.items()))
 
     @property
