@@ -84,7 +84,7 @@ def _wait(driver, condition, timeout=20):
 
 
 def _draw(driver, points, kind: str) -> None:
-    """Press, move through ``points`` (fractions of the pad's size) and release, as a mouse or a pen."""
+    """Press, move through ``points`` (fractions of the pad's size) and release: a mouse, pen or finger."""
     from selenium.webdriver.common.actions import interaction
     from selenium.webdriver.common.actions.action_builder import ActionBuilder
     from selenium.webdriver.common.actions.pointer_input import PointerInput
@@ -92,7 +92,8 @@ def _draw(driver, points, kind: str) -> None:
     pad = driver.find_element("id", "pad")
     w, h = pad.size["width"], pad.size["height"]
     at = [(round((x - 0.5) * w), round((y - 0.5) * h)) for x, y in points]  # offsets from the centre
-    pointer = PointerInput(interaction.POINTER_PEN if kind == "pen" else interaction.POINTER_MOUSE, kind)
+    kinds = {"mouse": interaction.POINTER_MOUSE, "pen": interaction.POINTER_PEN, "touch": interaction.POINTER_TOUCH}
+    pointer = PointerInput(kinds[kind], kind)
     actions = ActionBuilder(driver, mouse=pointer, duration=20)
     actions.pointer_action.move_to(pad, *at[0]).pointer_down()
     for x, y in at[1:]:
@@ -143,14 +144,20 @@ def test_drawing_shows_the_prediction_and_its_evidence(browser, server):
     assert browser.find_element("id", "ev0-cap").text.startswith("predicted 1: sum ")
     assert browser.find_element("id", "ev1-cap").text.startswith("runner-up 0: sum ")
 
-    # Clear, then a ring with a pen: the model says 0.
+    # Clear, then a ring with a finger: the model says 0.
     browser.find_element("id", "clear").click()
     assert browser.find_element("id", "answer").text == ""
     ring = [(0.5 + 0.25 * math.sin(t / 16 * 2 * math.pi), 0.5 - 0.36 * math.cos(t / 16 * 2 * math.pi))
             for t in range(17)]
-    _draw(browser, ring, "pen")
+    _draw(browser, ring, "touch")
     _settled(browser)
     assert browser.find_element("id", "label").text == "0"
+
+    # And a bar with a pen.
+    browser.find_element("id", "clear").click()
+    _draw(browser, [(0.45, 0.2 + 0.06 * i) for i in range(11)], "pen")
+    _settled(browser)
+    assert browser.find_element("id", "label").text == "1"
 
 
 def test_choosing_an_image_file_predicts_it_and_a_bad_file_is_named(browser, server, tmp_path):
@@ -191,13 +198,17 @@ def test_the_run_is_shown_weights_slider_and_curves(browser, server):
 
 
 def test_the_page_fits_a_phone(browser, server):
-    browser.set_window_size(390, 844)
+    browser.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
+                            {"width": 390, "height": 844, "deviceScaleFactor": 2, "mobile": True})
     try:
         browser.get(server)
         _wait(browser, "return document.body.dataset.ready === '1'")
         width = browser.execute_script("return document.documentElement.clientWidth")
+        assert width == 390
         assert browser.execute_script("return document.documentElement.scrollWidth") <= width  # no sideways scroll
         pad = browser.find_element("id", "pad").rect
         assert pad["x"] >= 0 and pad["x"] + pad["width"] <= width and pad["width"] >= 200
+        # A finger can draw: the pad does not scroll the page instead.
+        assert browser.execute_script("return getComputedStyle(document.getElementById('pad')).touchAction") == "none"
     finally:
-        browser.set_window_size(1200, 1400)
+        browser.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
