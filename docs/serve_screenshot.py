@@ -25,6 +25,7 @@ def main() -> int:
     parser.add_argument("out", help="PNG to write")
     parser.add_argument("--width", type=int, default=1280)
     parser.add_argument("--height", type=int, default=1000)
+    parser.add_argument("--phone", action="store_true", help="emulate a phone's screen of --width x --height")
     parser.add_argument("--chromium", default="/usr/bin/chromium")
     parser.add_argument("--chromedriver", default="/usr/bin/chromedriver")
     args = parser.parse_args()
@@ -41,11 +42,15 @@ def main() -> int:
         url = server.stdout.readline().split(" at ")[1].split()[0]
         options = webdriver.ChromeOptions()
         options.binary_location = args.chromium
-        for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                    "--disable-background-networking",
                     "--disable-component-update", "--disable-sync", "--no-first-run", "--hide-scrollbars",
                     f"--window-size={args.width},{args.height}", f"--user-data-dir={profile}"):
             options.add_argument(arg)
         driver = webdriver.Chrome(options=options, service=Service(executable_path=args.chromedriver))
+        if args.phone:
+            driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {
+                "width": args.width, "height": args.height, "deviceScaleFactor": 1, "mobile": True})
         driver.get(url)
         WebDriverWait(driver, 30).until(lambda d: d.execute_script("return document.body.dataset.ready === '1'"))
         pad = driver.find_element("id", "pad")
