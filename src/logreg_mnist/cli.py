@@ -180,7 +180,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", metavar="FILE", default="digits.png", help="PNG file to write (default: digits.png)")
     _add_data_dir(p)
     p.set_defaults(func=cmd_digits)
+    _add_serve_parser(sub)
     return parser
+
+
+def _add_serve_parser(sub) -> None:
+    p = sub.add_parser("serve", help="a local web page: draw a digit and watch the model decide",
+                       description="Serve a page where you draw a digit and see the class probabilities, the "
+                                   "28x28 input the model sees and the evidence for its answer, with the run's "
+                                   "weights and learning curves. Ctrl-C stops it.")
+    p.add_argument("target", metavar="RUN_OR_MODEL", help="a run directory or a .safetensors model file")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on; anything but loopback exposes a page without authentication "
+                        "(default: 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8000, help="port to listen on, 0 for any free one (default: 8000)")
+    p.set_defaults(func=cmd_serve)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -447,6 +461,13 @@ def cmd_digits(args) -> int:
     fig = digits_figure(split.images[indices], split.labels[indices], indices=indices, title=title,
                         class_names=data.class_names)
     print(save_figure(fig, args.out, what="--out"))
+    return EXIT_OK
+
+
+def cmd_serve(args) -> int:
+    from .serve import serve
+
+    serve(args.target, args.host, args.port)
     return EXIT_OK
 
 

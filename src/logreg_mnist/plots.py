@@ -40,6 +40,8 @@ def _names(class_names: Sequence[str] | None, n: int) -> list[str]:
 def _of(n: int | None) -> str:
     return f" of {n:,}" if n else ""
 
+DIVERGING_CMAP = "RdBu_r"  # weights and evidence: red for a class, blue against, white at zero
+
 
 def tile_raster_images(
     X: np.ndarray, img_shape: tuple[int, int], tile_shape: tuple[int, int],
@@ -125,7 +127,7 @@ def weights_figure(model: LogisticRegression, *, diverging: bool = False, title:
             continue
         w = model.W[:, k].reshape(side, side)
         if diverging:
-            image = ax.imshow(w, cmap="RdBu_r", norm=TwoSlopeNorm(0.0, -limit, limit))
+            image = ax.imshow(w, cmap=DIVERGING_CMAP, norm=TwoSlopeNorm(0.0, -limit, limit))
         else:
             ax.imshow(tile_raster_images(w.reshape(1, -1), (side, side), (1, 1), (0, 0)), cmap="gray",
                       vmin=0, vmax=255)
@@ -277,7 +279,7 @@ def snapshots_figure(snapshots: Sequence[tuple[int, LogisticRegression]], *, uni
     for r, (step, model) in enumerate(snapshots):
         for k in range(n_out):
             ax = axes[r, k]
-            image = ax.imshow(model.W[:, k].reshape(side, side), cmap="RdBu_r", norm=TwoSlopeNorm(0.0, -limit, limit))
+            image = ax.imshow(model.W[:, k].reshape(side, side), cmap=DIVERGING_CMAP, norm=TwoSlopeNorm(0.0, -limit, limit))
             ax.set_xticks([])
             ax.set_yticks([])
             if r == 0:

@@ -1,0 +1,218 @@
+"""What the page shows, computed from a run directory or a model file, with no web code.
+
+:class:`RunView` loads everything once (the best model, its metadata, the history,
+the snapshots) and is read-only afterwards, so its methods can be called from many
+threads at once. Every picture the page draws is sent as numbers; the page colours
+them with :func:`diverging_palette`, the colour map of the weights plot.
+
+The evidence for class ``c`` of an input ``x`` (784 pixels / 256, float32) is the
+element-wise product ``x * W[:, c]`` as a 28x28 map: its sum plus ``b[c]`` is the
+class's score (logit), and ``softmax`` of the ten scores gives the probabilities.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import os
+import re
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .. import persistence as io
+from ..data.mnist import PIXEL_SCALE
+from ..errors import ModelFileError
+from ..images import open_image, prepare
+from ..model import LogisticRegression
+from ..run import class_names_for
+
+SIDE = 28  # the page draws 28x28 digits
+_SNAPSHOT_NAME = re.compile(r"epoch-(\d+)\.safetensors")
+_HISTORY_KEYS = ("epoch", "iteration", "train_nll", "valid_error", "test_error", "best_valid_error", "elapsed")
+
+
+def class_names(metadata: dict[str, Any], n_out: int) -> list[str]:
+    """The names of the model's classes: its metadata's ``class_names``, else "0", "1", ..."""
+    return class_names_for(metadata, n_out)
+
+
+def features(pixels: np.ndarray) -> np.ndarray:
+    """uint8 pixels (28, 28) as the model's input: float32 of shape (1, 784), ``pixels / 256``."""
+    return pixels.reshape(1, -1).astype(np.float32) * PIXEL_SCALE
+
+
+def evidence_maps(pixels: np.ndarray, W: np.ndarray, classes: list[int]) -> np.ndarray:
+    """``(pixels / 256) * W[:, c]`` for each class ``c``.
+
+    Args:
+        pixels: uint8 array of shape (28, 28).
+        W: weights of shape (784, n_out).
+        classes: the classes to explain.
+
+    Returns:
+        Array of shape (len(classes), 28, 28) in W's dtype; ``maps[i].sum() + b[c]``
+        is class ``classes[i]``'s logit.
+    """
+    x = features(pixels)[0].astype(W.dtype)  # (784,)
+    return (x[:, None] * W[:, classes]).T.reshape(len(classes), SIDE, SIDE)
+
+
+@functools.lru_cache(maxsize=4)
+def diverging_palette(n: int = 256) -> list[list[int]]:
+    """The weights plot's colour map as ``n`` RGB triples (0-255), from most negative to most positive."""
+    import matplotlib
+
+    from ..plots import DIVERGING_CMAP
+
+    rgba = matplotlib.colormaps[DIVERGING_CMAP](np.linspace(0.0, 1.0, n))
+    return np.round(rgba[:, :3] * 255).astype(int).tolist()
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` with every non-finite float (NaN, inf: not JSON) replaced by None."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
+
+
+def _rounded(a: np.ndarray, digits: int = 6) -> list:
+    return np.round(a.astype(np.float64), digits).tolist()
+
+
+class RunView:
+    """A run directory (``best.safetensors``, ``history.jsonl``, ``config.json``,
+    ``snapshots/``) or a single model file, loaded for the page.
+
+    Raises:
+        ModelFileError: the model is missing or malformed, or does not take 28x28 images.
+    """
+
+    def __init__(self, target: str | os.PathLike):
+        path = Path(target)
+        self.model, self.metadata = io.load_model(path)
+        if self.model.n_in != SIDE * SIDE:
+            raise ModelFileError(f"{path}: expected a model of 28x28 = 784 inputs to draw digits for, "
+                                 f"found {self.model.n_in} inputs")
+        self.name = path.resolve().name
+        self.run_dir = path if path.is_dir() else None
+        self.class_names = class_names(self.metadata, self.model.n_out)
+        self.history = self._read_history()
+        self.snapshots = self._read_snapshots()
+        models = [self.model] + list(self.snapshots.values())
+        self.weight_limit = max(float(np.abs(m.W).max()) for m in models) or 1.0
+        self._curves_png: bytes | None = None
+        self._curves_lock = threading.Lock()
+
+    def _read_history(self) -> list[dict[str, Any]]:
+        if self.run_dir is None or not (self.run_dir / io.HISTORY).is_file():
+            return []
+        return [{k: row.get(k) for k in _HISTORY_KEYS} for row in io.read_history(self.run_dir)
+                if isinstance(row, dict)]
+
+    def _read_snapshots(self) -> dict[int, LogisticRegression]:
+        if self.run_dir is None:
+            return {}
+        found = {}
+        for path in sorted((self.run_dir / io.SNAPSHOTS).glob("epoch-*.safetensors")):
+            match = _SNAPSHOT_NAME.fullmatch(path.name)
+            if match is None:
+                continue
+            model, meta = io.load_model(path)
+            epoch = meta.get("epoch")
+            if model.W.shape == self.model.W.shape:
+                found[epoch if isinstance(epoch, int) else int(match.group(1))] = model
+        return dict(sorted(found.items()))
+
+    @property
+    def unit(self) -> str:
+        optimizer = (self.metadata.get("config") or {}).get("optimizer", "sgd")
+        return "epoch" if optimizer == "sgd" else "iteration"
+
+    def describe(self) -> dict[str, Any]:
+        """The run as ``GET /api/run`` answers it."""
+        meta = self.metadata
+        return json_safe({
+            "name": self.name,
+            "kind": "run" if self.run_dir is not None else "model",
+            "dataset": meta.get("dataset"),
+            "class_names": self.class_names,
+            "n_in": self.model.n_in,
+            "n_out": self.model.n_out,
+            "config": meta.get("config"),
+            "unit": self.unit,
+            "best": {k: meta.get(k) for k in ("epoch", "iteration", "valid_error", "test_error")},
+            "history": self.history,
+            "snapshots": list(self.snapshots),
+            "weight_limit": self.weight_limit,
+            "palette": diverging_palette(),
+        })
+
+    def weights(self, epoch: int | None = None) -> dict[str, Any] | None:
+        """The columns of ``W`` as 28x28 maps on the shared scale ``limit`` (best model, or a snapshot).
+
+        Returns None when the run has no snapshot of that epoch.
+        """
+        model = self.model if epoch is None else self.snapshots.get(epoch)
+        if model is None:
+            return None
+        maps = model.W.T.reshape(model.n_out, SIDE, SIDE)
+        return {"epoch": self.metadata.get("epoch") if epoch is None else epoch, "best": epoch is None,
+                "limit": self.weight_limit, "maps": _rounded(maps, 5)}
+
+    def predict(self, data: bytes, *, raw: bool = False) -> dict[str, Any]:
+        """Prepare an image (file bytes) as MNIST and explain the model's answer.
+
+        Returns:
+            label (int), probabilities (n_out floats), prepared (28x28 uint8 values),
+            blank, inverted, evidence: {classes, names, maps (28x28 floats each),
+            totals (map sums), biases, limit (their shared colour scale)}.
+
+        Raises:
+            DataError: the bytes are not an image the pipeline accepts.
+        """
+        prepared = prepare(open_image(data, name="the request body"), raw=raw)
+        probs = self.model.p_y_given_x(features(prepared.pixels))[0]
+        order = np.argsort(-probs, kind="stable")  # order[0] is argmax: the first of equals
+        label = int(order[0])
+        classes = [label, int(order[1])]  # the prediction and the runner-up
+        maps = evidence_maps(prepared.pixels, self.model.W, classes)
+        return {
+            "label": label,
+            "name": self.class_names[label],
+            "probabilities": probs.astype(np.float64).tolist(),
+            "prepared": prepared.pixels.tolist(),
+            "blank": prepared.blank,
+            "inverted": prepared.inverted,
+            "evidence": {
+                "classes": classes,
+                "names": [self.class_names[c] for c in classes],
+                "maps": _rounded(maps),
+                "totals": [float(m.sum(dtype=np.float64)) for m in maps],
+                "biases": [float(self.model.b[c]) for c in classes],
+                "limit": float(np.abs(maps).max()) or 1.0,
+            },
+        }
+
+    def learning_curves_png(self) -> bytes | None:
+        """The run's learning curves as PNG (drawn once, by :mod:`logreg_mnist.plots`), or None."""
+        if not self.history:
+            return None
+        with self._curves_lock:
+            if self._curves_png is None:
+                from io import BytesIO
+
+                from ..plots import learning_curves_figure
+
+                buf = BytesIO()
+                learning_curves_figure(self.history, unit=self.unit, title=f"Learning curves of {self.name}") \
+                    .savefig(buf, format="png", dpi=80)
+                self._curves_png = buf.getvalue()
+            return self._curves_png
+
