@@ -555,6 +555,22 @@ class SweepResult:
 
 
 @contextmanager
+def _sigint_ignored() -> Iterator[None]:
+    """Ignore SIGINT meanwhile (in the main thread only; elsewhere nothing changes)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+@contextmanager
 def dask_client(scheduler: str | None = None, n_workers: int | None = None) -> Iterator[Any]:
     """A ``distributed.Client``: to the scheduler at ``scheduler``, or to a new local cluster
     of ``n_workers`` single-threaded worker processes on 127.0.0.1, closed on exit.
@@ -576,8 +592,12 @@ def dask_client(scheduler: str | None = None, n_workers: int | None = None) -> I
                 f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else 'no answer'}); start one with "
                 "`dask scheduler` and workers with `dask worker ADDRESS`") from None
     else:
-        cluster = LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True, host="127.0.0.1",
-                               dashboard_address=None, silence_logs=logging.ERROR)
+        # Worker processes inherit an ignored SIGINT: a terminal's Ctrl-C reaches the driver alone, which
+        # then stops them. No dashboard; the scheduler's small HTTP server on a free port, not on 8787.
+        with _sigint_ignored():
+            cluster = LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True, host="127.0.0.1",
+                                   dashboard_address=None, scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
+                                   silence_logs=logging.ERROR)
         client = Client(cluster, set_as_default=False)
     try:
         yield client
