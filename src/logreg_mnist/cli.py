@@ -351,8 +351,10 @@ def cmd_sweep(args) -> int:
         if args.ranges and args.random is None:
             raise ConfigError("--range is for random search: add --random N")
         base = preset(shared["preset"], **overrides)
-        options = sweep.train_options_for(
-            {k: v for k, v in shared.items() if k not in fields_ and k not in ("preset", "data_dir")})
+        # other train flags (an engine, threads...) go to train() when given
+        options = sweep.train_options_for({dest: shared[dest] for dest, default, _ in args.shared_flags
+                                           if dest not in fields_ and dest not in ("preset", "data_dir")
+                                           and shared[dest] != default})
         unchecked = sweep.DataSource(None, "")
         if args.random is not None:
             seed = 0 if args.seed is None else args.seed
