@@ -1,6 +1,7 @@
 """The same 12-trial grid on MNIST three ways, in one run: wall time and the chosen setting of each.
 
-1. sequential: ``train()`` for each setting, one after another, in this process (the baseline);
+1. sequential: ``train()`` for each setting, one after another, in this process (the baseline),
+   then again with NumPy's BLAS limited to one thread, as each Dask worker runs;
 2. scikit-learn's ``GridSearchCV`` over ``SoftmaxRegressionClassifier(solver="sgd")``, with the
    tutorial's fixed validation split given as ``PredefinedSplit`` (``n_jobs`` = the workers);
 3. ``logreg-mnist sweep`` (:func:`logreg_mnist.sweep.run_sweep`) on a local Dask cluster of
@@ -27,6 +28,7 @@ from itertools import product
 
 import numpy as np
 from sklearn.model_selection import GridSearchCV, PredefinedSplit
+from threadpoolctl import threadpool_limits
 
 from logreg_mnist import SoftmaxRegressionClassifier, load_mnist, preset, train
 from logreg_mnist.sweep import DataSource, grid_plan, local_worker_count, run_sweep
@@ -60,15 +62,18 @@ def main() -> None:
     settings = list(product(LEARNING_RATES, BATCH_SIZES))
     rows = []
 
-    # 1. sequential, in this process
-    start = time.perf_counter()
-    results = {}
-    for lr, bs in settings:
-        _, history = train(data, preset("default", learning_rate=lr, batch_size=bs, **cap))
-        results[(lr, bs)] = (history.best_valid_error, history.test_error)
-    seconds = time.perf_counter() - start
-    best = min(settings, key=lambda s: results[s][0])
-    rows.append(("sequential train()", seconds, best, *results[best]))
+    # 1. sequential, in this process: with NumPy's BLAS threads as they come, and with one
+    #    (as each Dask worker has), since BLAS threads fighting over busy cores can be slower
+    for name, blas_threads in (("sequential train()", None), ("sequential train(), 1 BLAS thread", 1)):
+        start = time.perf_counter()
+        results = {}
+        with threadpool_limits(blas_threads):
+            for lr, bs in settings:
+                _, history = train(data, preset("default", learning_rate=lr, batch_size=bs, **cap))
+                results[(lr, bs)] = (history.best_valid_error, history.test_error)
+        seconds = time.perf_counter() - start
+        best = min(settings, key=lambda s: results[s][0])
+        rows.append((name, seconds, best, *results[best]))
 
     # 2. scikit-learn GridSearchCV with the fixed validation split
     X = np.concatenate([data.train.images, data.valid.images]).astype(np.float64)
