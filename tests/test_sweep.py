@@ -74,7 +74,7 @@ def cluster(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("dask")
     scheduler_file = tmp / "scheduler.json"
     procs = [_dask(["scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
-                    "--scheduler-file", str(scheduler_file)], tmp / "scheduler.log")]
+                    "--scheduler-file", str(scheduler_file), "--idle-timeout", "600"], tmp / "scheduler.log")]
     client = None
     try:
         deadline = time.monotonic() + START_TIMEOUT_S
@@ -152,7 +152,7 @@ def test_grid_on_the_cluster_gives_exactly_the_sequential_results(cluster, noisy
     assert sum(line.startswith("trial ") and " on tcp://127.0.0.1:" in line for line in printed) == 4
     table = printed[printed.index("") + 1 : -1]
     assert table[0].split()[:3] == ["trial", "learning_rate", "l2"] and len(table) == 5
-    assert [line.split()[4] for line in table[1:]] == sorted(line.split()[4] for line in table[1:])
+    assert [float(line.split()[4]) for line in table[1:]] == sorted(float(line.split()[4]) for line in table[1:])
 
     # the data reached each worker once: four trials, at most one load per worker process
     after = client.run(data_loads)
@@ -169,6 +169,46 @@ def test_grid_on_the_cluster_gives_exactly_the_sequential_results(cluster, noisy
                                                     str(out / "plots" / "sweep_learning_curves.png")]
 
 
+@pytest.mark.realdata
+def test_the_tutorial_trial_is_the_chapters_result(cluster, real_mnist_dir, tmp_path, capsys):
+    address, client = cluster
+    _two_workers(client)
+    out = tmp_path / "sweep"
+    assert main(["sweep", "--scheduler", address, "--data-dir", str(real_mnist_dir), "--preset", "tutorial",
+                 "--grid", "learning_rate=0.13", "--out", str(out)]) == 0
+    assert capsys.readouterr().out.splitlines()[-1].startswith(
+        "chosen: trial 1 (learning_rate=0.13): validation error 7.500000 %, test error of its best model "
+        "7.489583 % (")
+    [row] = _rows(out)
+    assert (row["epochs"], row["valid_error"], row["test_error"]) == ("74", "7.500000", "7.489583")
+
+
+def test_a_diverged_trial_is_recorded_and_never_chosen(cluster, noisy_dir, tmp_path, capsys):
+    address, client = cluster
+    _two_workers(client)
+    out = tmp_path / "sweep"
+    assert main(["sweep", "--scheduler", address, "--data-dir", str(noisy_dir), *FIXED, "--n-epochs", "2",
+                 "--grid", "learning_rate=1e38,0.1", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "trial 1/2 learning_rate=1e+38: diverged after " in printed
+    rows = _rows(out)
+    assert [(r["status"], r["valid_error"] == "") for r in rows] == [("diverged", True), ("ok", False)]
+    assert os.readlink(out / "best") == "trials/002-learning_rate=0.1"
+    assert main(["plot", str(out)]) == 0
+
+
+def test_workers_refuse_data_other_than_the_plans(cluster, noisy_dir, tmp_path):
+    from logreg_mnist.errors import DataError
+    from logreg_mnist.sweep import run_sweep
+
+    address, client = cluster
+    _two_workers(client)
+    plan = grid_plan(preset("default", n_epochs=1), ["l2=0,0.1"], DataSource(str(noisy_dir), "mnist"))
+    with pytest.raises(DataError, match=r"the data at .* are idx-[0-9a-f]{16}, expected mnist"):
+        run_sweep(plan, tmp_path / "sweep", scheduler=address, echo=lambda line: None)
+    assert not (tmp_path / "sweep" / "trials.csv").exists()
+
+
 def test_a_worker_killed_mid_sweep_loses_no_trial(cluster, noisy_dir, tmp_path):
     from distributed import Client
 
@@ -176,7 +216,7 @@ def test_a_worker_killed_mid_sweep_loses_no_trial(cluster, noisy_dir, tmp_path):
     _two_workers(client)
     out = tmp_path / "sweep"
     driver = subprocess.Popen(_sweep_cli("--scheduler", address, "--data-dir", str(noisy_dir), *FIXED,
-                                         "--n-epochs", "40", "--grid", "learning_rate=0.05,0.1,0.2,0.4",
+                                         "--n-epochs", "25", "--grid", "learning_rate=0.05,0.1,0.2,0.4",
                                          "--out", str(out)),
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
@@ -202,13 +242,13 @@ def test_a_worker_killed_mid_sweep_loses_no_trial(cluster, noisy_dir, tmp_path):
     assert sorted(r["trial"] for r in rows) == ["001-learning_rate=0.05", "002-learning_rate=0.1",
                                                 "003-learning_rate=0.2", "004-learning_rate=0.4"]
     assert running not in done_at_kill and len(done_at_kill) < 4
-    assert all(r["status"] == "ok" and r["epochs"] == "40" for r in rows)
+    assert all(r["status"] == "ok" and r["epochs"] == "25" for r in rows)
     assert sum(line.startswith("trial ") and " on tcp://" in line for line in stdout.splitlines()) == 4  # once each
     # the trial that was running on the killed worker was run again elsewhere; nothing half-written stayed
     assert {r["trial"]: r["worker"] for r in rows}[running] != busy
     assert sorted(p.name for p in (out / "trials").iterdir()) == [r["trial"] for r in rows]
     data = load_mnist(noisy_dir, download=False, progress=False)
-    _, history = train(data, preset("default", batch_size=100, patience=100000, n_epochs=40, learning_rate=0.2))
+    _, history = train(data, preset("default", batch_size=100, patience=100000, n_epochs=25, learning_rate=0.2))
     assert rows[2]["valid_error"] == f"{history.best_valid_error * 100:f}"
     with Client(address, set_as_default=False) as c:
         c.wait_for_workers(2, timeout=START_TIMEOUT_S)  # the nanny replaced the killed worker
@@ -220,7 +260,7 @@ def test_ctrl_c_keeps_finished_trials_and_resume_runs_the_rest(cluster, noisy_di
     out = tmp_path / "sweep"
     # two quick trials, then two long ones: Ctrl-C lands while the long ones run
     driver = subprocess.Popen(_sweep_cli("--scheduler", address, "--data-dir", str(noisy_dir), *FIXED,
-                                         "--grid", "n_epochs=1,2,30,31", "--out", str(out)),
+                                         "--grid", "n_epochs=1,2,20,21", "--out", str(out)),
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + START_TIMEOUT_S
@@ -248,8 +288,8 @@ def test_ctrl_c_keeps_finished_trials_and_resume_runs_the_rest(cluster, noisy_di
     assert "2 of 4 trials already finished; running 2" in printed
     assert sum(line.startswith("trial ") and " on tcp://" in line for line in printed.splitlines()) == 2
     rows = _rows(out)
-    assert [r["trial"] for r in rows] == ["001-n_epochs=1", "002-n_epochs=2", "003-n_epochs=30", "004-n_epochs=31"]
-    assert rows[:2] == kept and [r["epochs"] for r in rows] == ["1", "2", "30", "31"]
+    assert [r["trial"] for r in rows] == ["001-n_epochs=1", "002-n_epochs=2", "003-n_epochs=20", "004-n_epochs=21"]
+    assert rows[:2] == kept and [r["epochs"] for r in rows] == ["1", "2", "20", "21"]
 
 
 @pytest.mark.parametrize("flags, message", [
@@ -284,15 +324,14 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_an_unreachable_scheduler_is_a_clear_user_error(noisy_dir, tmp_path):
+def test_an_unreachable_scheduler_is_a_clear_user_error(noisy_dir, tmp_path, capsys):
     address = f"tcp://127.0.0.1:{_free_port()}"
-    done = subprocess.run(_sweep_cli("--scheduler", address, "--data-dir", str(noisy_dir), "--grid",
-                                     "learning_rate=0.1,0.2", "--out", str(tmp_path / "s")),
-                          capture_output=True, text=True, timeout=120)
-    assert done.returncode == 2
-    assert done.stderr.startswith(f"logreg-mnist sweep: error: --scheduler {address}: cannot reach a Dask "
-                                  "scheduler there within 5 s")
-    assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1
+    assert main(["sweep", "--scheduler", address, "--data-dir", str(noisy_dir), "--grid", "learning_rate=0.1,0.2",
+                 "--out", str(tmp_path / "s")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"logreg-mnist sweep: error: --scheduler {address}: cannot reach a Dask scheduler "
+                          "there within 5 s")
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
 
 
 def test_a_local_cluster_runs_the_same_code_path(noisy_dir, tmp_path, capsys):
