@@ -260,14 +260,14 @@ def test_ctrl_c_keeps_finished_trials_and_resume_runs_the_rest(cluster, noisy_di
     out = tmp_path / "sweep"
     # two quick trials, then two long ones: Ctrl-C lands while the long ones run
     driver = subprocess.Popen(_sweep_cli("--scheduler", address, "--data-dir", str(noisy_dir), *FIXED,
-                                         "--grid", "n_epochs=1,2,20,21", "--out", str(out)),
+                                         "--grid", "n_epochs=1,2,40,41", "--out", str(out)),
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + START_TIMEOUT_S
         while time.monotonic() < deadline and not (
                 (out / "trials.csv").exists() and len(_rows(out)) >= 2):
             assert driver.poll() is None, driver.communicate()
-            time.sleep(0.05)
+            time.sleep(0.01)
         driver.send_signal(signal.SIGINT)
         stdout, stderr = driver.communicate(timeout=60)
     finally:
@@ -288,8 +288,8 @@ def test_ctrl_c_keeps_finished_trials_and_resume_runs_the_rest(cluster, noisy_di
     assert "2 of 4 trials already finished; running 2" in printed
     assert sum(line.startswith("trial ") and " on tcp://" in line for line in printed.splitlines()) == 2
     rows = _rows(out)
-    assert [r["trial"] for r in rows] == ["001-n_epochs=1", "002-n_epochs=2", "003-n_epochs=20", "004-n_epochs=21"]
-    assert rows[:2] == kept and [r["epochs"] for r in rows] == ["1", "2", "20", "21"]
+    assert [r["trial"] for r in rows] == ["001-n_epochs=1", "002-n_epochs=2", "003-n_epochs=40", "004-n_epochs=41"]
+    assert rows[:2] == kept and [r["epochs"] for r in rows] == ["1", "2", "40", "41"]
 
 
 @pytest.mark.parametrize("flags, message", [
@@ -332,6 +332,9 @@ def test_an_unreachable_scheduler_is_a_clear_user_error(noisy_dir, tmp_path, cap
     assert err.startswith(f"logreg-mnist sweep: error: --scheduler {address}: cannot reach a Dask scheduler "
                           "there within 5 s")
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "s").exists()  # nothing is written before the cluster is there
+    assert main(["sweep", "--scheduler", "nonsense://x", "--data-dir", str(noisy_dir), "--grid", "l2=0,1"]) == 2
+    assert "--scheduler nonsense://x: expected an address like tcp://host:8786" in capsys.readouterr().err
 
 
 def test_a_local_cluster_runs_the_same_code_path(noisy_dir, tmp_path, capsys):

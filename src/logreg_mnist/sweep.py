@@ -570,6 +570,20 @@ def _sigint_ignored() -> Iterator[None]:
         signal.signal(signal.SIGINT, previous)
 
 
+def _check_address(address: str) -> None:
+    """Refuse an address Dask cannot parse before a client is made for it."""
+    from distributed.comm import parse_address
+    from distributed.comm.registry import backends
+
+    try:
+        scheme, location = parse_address(address)
+    except (ValueError, TypeError) as e:
+        raise ClusterError(f"--scheduler {address}: expected an address like tcp://host:8786, found {e}") from None
+    if scheme not in backends or not location:
+        raise ClusterError(f"--scheduler {address}: expected an address like tcp://host:8786 (schemes: "
+                           f"{', '.join(sorted(backends))}), found {address!r}")
+
+
 @contextmanager
 def dask_client(scheduler: str | None = None, n_workers: int | None = None) -> Iterator[Any]:
     """A ``distributed.Client``: to the scheduler at ``scheduler``, or to a new local cluster
@@ -584,6 +598,7 @@ def dask_client(scheduler: str | None = None, n_workers: int | None = None) -> I
 
     cluster = None
     if scheduler:
+        _check_address(scheduler)
         try:
             client = Client(scheduler, timeout=CONNECT_TIMEOUT_S, set_as_default=False)
         except (OSError, TimeoutError, ValueError, TypeError) as e:
@@ -672,11 +687,9 @@ def run_sweep(
     out = Path(out_dir)
     if resume:
         results = read_results(out, plan)
+    elif (out / PLAN).exists():
+        raise ConfigError(f"{out} already holds a sweep; continue it with --resume {out} or choose another --out")
     else:
-        if (out / PLAN).exists():
-            raise ConfigError(f"{out} already holds a sweep; continue it with --resume {out} or choose another --out")
-        out.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(out / PLAN, json.dumps(plan.to_dict(), indent=2) + "\n")
         results = {}
     result = SweepResult(plan, out, results, {})
     todo = [t for t in plan.trials if t.name not in results]
@@ -688,9 +701,12 @@ def run_sweep(
     from distributed import as_completed
 
     n_workers = None if scheduler else min(n_workers or local_worker_count(), len(todo))
-    where = scheduler or f"a local cluster of {n_workers} worker process{'es' if n_workers > 1 else ''}"
-    echo(f"sweep directory: {out}; {len(todo)} trial{'s' if len(todo) > 1 else ''} on {where}")
     with dask_client(scheduler, n_workers) as client:
+        if not resume:  # the directory is made once the cluster is there
+            out.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(out / PLAN, json.dumps(plan.to_dict(), indent=2) + "\n")
+        where = scheduler or f"a local cluster of {n_workers} worker process{'es' if n_workers > 1 else ''}"
+        echo(f"sweep directory: {out}; {len(todo)} trial{'s' if len(todo) > 1 else ''} on {where}")
         if scheduler and not client.scheduler_info().get("workers"):
             echo(f"waiting for a worker to join {scheduler} (start one with: dask worker {scheduler})")
         token = os.urandom(4).hex()
