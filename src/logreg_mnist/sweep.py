@@ -720,7 +720,7 @@ def run_sweep(
                 except LogregMnistError:
                     client.cancel(list(futures))
                     raise
-                except Exception as e:  # a lost worker too often (KilledWorker), or a bug
+                except Exception as e:  # noqa: BLE001 -- a lost worker too often (KilledWorker), or a bug
                     result.failed[trial.name] = f"{type(e).__name__}: {e}"
                     echo(f"trial {trial.index}/{len(plan.trials)} {trial.describe()}: failed ({type(e).__name__}: {e})")
                     continue
