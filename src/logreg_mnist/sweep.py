@@ -389,7 +389,10 @@ def run_trial(config: dict[str, Any], data: DataSource, train_options: dict[str,
     from .persistence import read_history
     from .train import train
 
-    dataset = _worker_dataset(data.data_dir, data.valid_size)
+    try:
+        dataset = _worker_dataset(data.data_dir, data.valid_size)
+    except DataError as e:
+        raise DataError(f"worker {_worker_name()}: {e}") from None
     if dataset.identity != data.identity:
         raise DataError(f"worker {_worker_name()}: the data at {dataset.source} are {dataset.identity}, "
                         f"expected {data.identity}; give every worker the same files (--data-dir)")
