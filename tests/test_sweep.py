@@ -150,6 +150,7 @@ def test_grid_on_the_cluster_gives_exactly_the_sequential_results(cluster, noisy
     assert f"validation error {chosen['valid_error']} %, test error of its best model {chosen['test_error']} %" \
         in printed[-1]
     assert sum(line.startswith("trial ") and " on tcp://127.0.0.1:" in line for line in printed) == 4
+    assert not any("test error" in line for line in printed[:-1])  # only the chosen trial's is shown
     table = printed[printed.index("") + 1 : -1]
     assert table[0].split()[:3] == ["trial", "learning_rate", "l2"] and len(table) == 5
     assert [float(line.split()[4]) for line in table[1:]] == sorted(float(line.split()[4]) for line in table[1:])

@@ -638,22 +638,22 @@ def _trial_line(plan: SweepPlan, trial: Trial, r: dict) -> str:
     if r["status"] != "ok":
         return (f"trial {trial.index}/{len(plan.trials)} {trial.describe()}: {r['status']} after {r['epochs']} "
                 f"{unit}, {r['seconds']:.1f} s, on {r['worker']}")
-    return (f"trial {trial.index}/{len(plan.trials)} {trial.describe()}: {r['epochs']} {unit}, validation error "
-            f"{r['valid_error'] * 100:f} %, test error {r['test_error'] * 100:f} %, {r['seconds']:.1f} s, "
-            f"on {r['worker']}")
+    # the chapter's protocol: trials are compared by validation error; only the chosen one's test error is shown
+    return (f"trial {trial.index}/{len(plan.trials)} {trial.describe()}: {r['epochs']} {unit}, best validation "
+            f"error {r['valid_error'] * 100:f} %, {r['seconds']:.1f} s, on {r['worker']}")
 
 
 def summary_table(result: SweepResult) -> str:
-    """The finished trials sorted by validation error, as aligned text."""
+    """The finished trials sorted by validation error, as aligned text (test errors, which must not
+    guide the choice, are left to ``trials.csv``)."""
     plan = result.plan
-    header = ["trial", *plan.swept, "epochs", "valid %", "test %", "seconds", "worker"]
+    header = ["trial", *plan.swept, "epochs", "valid %", "seconds", "worker"]
     rows = []
     for t in result.ranked:
         r = result.results[t.name]
         settings = dict(t.settings)
         rows.append([f"{t.index:03d}", *(format_value(settings[k]) for k in plan.swept), str(r["epochs"]),
                      f"{r['valid_error'] * 100:.6f}" if r["status"] == "ok" else r["status"],
-                     f"{r['test_error'] * 100:.6f}" if r["status"] == "ok" else "-",
                      f"{r['seconds']:.1f}", r["worker"]])
     widths = [max(len(str(c)) for c in col) for col in zip(header, *rows)]
     return "\n".join("  ".join(str(c).ljust(w) for c, w in zip(line, widths)).rstrip() for line in [header, *rows])
