@@ -38,6 +38,7 @@ import os
 import re
 import shutil
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -341,6 +342,9 @@ def train_options_for(given: dict[str, Any]) -> dict[str, Any]:
 # --------------------------------------------------------------------------- one trial (on a worker)
 
 
+_DATA_LOCK = threading.Lock()  # a worker with several threads loads the data once, not once per thread
+
+
 @lru_cache(maxsize=2)
 def _worker_dataset(data_dir: str | None, valid_size: int):
     """The dataset, loaded once per worker process (later trials reuse it)."""
@@ -390,7 +394,8 @@ def run_trial(config: dict[str, Any], data: DataSource, train_options: dict[str,
     from .train import train
 
     try:
-        dataset = _worker_dataset(data.data_dir, data.valid_size)
+        with _DATA_LOCK:
+            dataset = _worker_dataset(data.data_dir, data.valid_size)
     except DataError as e:
         raise DataError(f"worker {_worker_name()}: {e}") from None
     if dataset.identity != data.identity:
@@ -561,7 +566,6 @@ class SweepResult:
 def _sigint_ignored() -> Iterator[None]:
     """Ignore SIGINT meanwhile (in the main thread only; elsewhere nothing changes)."""
     import signal
-    import threading
 
     if threading.current_thread() is not threading.main_thread():
         yield
