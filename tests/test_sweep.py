@@ -386,3 +386,14 @@ def test_dask_is_imported_only_by_the_sweep_code():
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('dask', 'distributed')))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     assert done.stdout.strip() == "[]"
+
+
+def test_seed_seeds_the_draw_and_each_trials_random_init():
+    from logreg_mnist.sweep import make_plan
+
+    a = make_plan("default", {"seed": 3, "init": "random"}, ranges=["l2=1e-6:1e-2:log"], random=4)
+    b = make_plan("default", {"seed": 3, "init": "random"}, ranges=["l2=1e-6:1e-2:log"], random=4)
+    c = make_plan("default", {"seed": 4, "init": "random"}, ranges=["l2=1e-6:1e-2:log"], random=4)
+    assert a == b and [t.config.l2 for t in a.trials] != [t.config.l2 for t in c.trials]
+    assert {t.config.seed for t in a.trials} == {3} and a.search["seed"] == 3
+    assert {t.config.seed for t in make_plan("default", {}, ranges=["l2=0:1"], random=2).trials} == {0}

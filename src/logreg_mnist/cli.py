@@ -343,24 +343,11 @@ def cmd_sweep(args) -> int:
             raise ConfigError(f"--resume continues a sweep with its own plan; drop {', '.join(given)}")
         out, plan, resume = Path(args.resume), sweep.load_plan(args.resume), True
     else:
-        overrides = {k: v for k, v in shared.items() if k in fields_}
-        swept = [s.split("=", 1)[0].strip().replace("-", "_") for s in args.grid + args.ranges]
-        fixed = sorted({n for n in swept if overrides.get(n) is not None} - ({"seed"} if args.random else set()))
-        if fixed:
-            raise ConfigError(f"{', '.join(fixed)}: given both as a fixed flag and as --grid/--range; keep one")
-        if args.ranges and args.random is None:
-            raise ConfigError("--range is for random search: add --random N")
-        base = preset(shared["preset"], **overrides)
         # other train flags (an engine, threads...) go to train() when given
-        options = sweep.train_options_for({dest: shared[dest] for dest, default, _ in args.shared_flags
-                                           if dest not in fields_ and dest not in ("preset", "data_dir")
-                                           and shared[dest] != default})
-        unchecked = sweep.DataSource(None, "")
-        if args.random is not None:
-            seed = 0 if args.seed is None else args.seed
-            plan = sweep.random_plan(base, args.random, seed, args.ranges, unchecked, args.grid, options)
-        else:
-            plan = sweep.grid_plan(base, args.grid, unchecked, options)
+        options = {dest: shared[dest] for dest, default, _ in args.shared_flags
+                   if dest not in fields_ and dest not in ("preset", "data_dir") and shared[dest] != default}
+        plan = sweep.make_plan(shared["preset"], {k: v for k, v in shared.items() if k in fields_},
+                               grid=args.grid, ranges=args.ranges, random=args.random, train_options=options)
         # the plan is valid: the driver checks the data (downloading them if needed) before any worker starts
         data = _load_data(args)
         directory, _ = resolve_data_dir(args.data_dir)

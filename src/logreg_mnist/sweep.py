@@ -321,6 +321,39 @@ def random_plan(base: TrainConfig, n: int, seed: int, ranges: Sequence[str], dat
                   "choices": {name: v for name, v in axes}})
 
 
+def make_plan(preset_name: str, fixed: dict[str, Any], *, grid: Sequence[str] = (), ranges: Sequence[str] = (),
+              random: int | None = None, train_options: dict[str, Any] | None = None,
+              data: DataSource | None = None) -> SweepPlan:
+    """The plan the command line asks for: a grid, or ``random`` trials when given.
+
+    Args:
+        preset_name: the preset the fixed settings start from.
+        fixed: TrainConfig fields given as fixed flags (None: not given). With
+            ``random``, ``fixed["seed"]`` also seeds the draw (default 0).
+        grid, ranges: ``NAME=V1,V2,...`` and ``NAME=LOW:HIGH[:log]`` strings.
+        train_options: other ``train()`` keywords given (checked by :func:`train_options_for`).
+        data: where the workers find the data (default: to be filled in once checked).
+
+    Raises:
+        ConfigError: anything wrong with the plan, before anything starts.
+    """
+    from .config import preset
+
+    swept = [spec.split("=", 1)[0].strip().replace("-", "_") for spec in [*grid, *ranges]]
+    both = sorted({n for n in swept if fixed.get(n) is not None} - ({"seed"} if random is not None else set()))
+    if both:
+        raise ConfigError(f"{', '.join(both)}: given both as a fixed flag and as --grid/--range; keep one")
+    if ranges and random is None:
+        raise ConfigError("--range is for random search: add --random N")
+    base = preset(preset_name, **fixed)
+    options = train_options_for(train_options or {})
+    data = data or DataSource(None, "")
+    if random is not None:
+        seed = 0 if fixed.get("seed") is None else fixed["seed"]
+        return random_plan(base, random, seed, ranges, data, grid, options)
+    return grid_plan(base, grid, data, options)
+
+
 def train_options_for(given: dict[str, Any]) -> dict[str, Any]:
     """The subset of ``given`` that :func:`logreg_mnist.train.train` accepts as keywords.
 
@@ -758,6 +791,6 @@ def chosen_line(result: SweepResult) -> str:
 
 __all__ = [
     "DataSource", "Range", "SweepPlan", "SweepResult", "Trial", "chosen_line", "dask_client", "data_loads",
-    "format_value", "grid_plan", "is_sweep_dir", "load_plan", "new_sweep_dir", "parse_grid", "parse_ranges",
+    "format_value", "grid_plan", "is_sweep_dir", "load_plan", "make_plan", "new_sweep_dir", "parse_grid", "parse_ranges",
     "random_plan", "ranking", "read_results", "run_sweep", "run_trial", "summary_table", "train_options_for",
 ]
