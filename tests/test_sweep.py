@@ -397,3 +397,25 @@ def test_seed_seeds_the_draw_and_each_trials_random_init():
     assert a == b and [t.config.l2 for t in a.trials] != [t.config.l2 for t in c.trials]
     assert {t.config.seed for t in a.trials} == {3} and a.search["seed"] == 3
     assert {t.config.seed for t in make_plan("default", {}, ranges=["l2=0:1"], random=2).trials} == {0}
+
+
+def test_best_is_a_copy_where_symlinks_fail(tmp_path, monkeypatch):
+    from logreg_mnist import sweep
+
+    for name in ("001-a", "002-b"):
+        (tmp_path / "trials" / name).mkdir(parents=True)
+        (tmp_path / "trials" / name / "config.json").write_text(name)
+    sweep._point_best(tmp_path, "001-a")
+    assert os.readlink(tmp_path / "best") == "trials/001-a"
+
+    def no_symlinks(*args, **kwargs):
+        raise OSError("symlinks are not supported here")
+
+    monkeypatch.setattr(os, "symlink", no_symlinks)
+    for name in ("002-b", "001-a"):  # over a link, then over a copy
+        sweep._point_best(tmp_path, name)
+        assert not (tmp_path / "best").is_symlink() and (tmp_path / "best" / "config.json").read_text() == name
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best", "trials"]
+    monkeypatch.undo()
+    sweep._point_best(tmp_path, "002-b")  # and back to a link over the copy
+    assert os.readlink(tmp_path / "best") == "trials/002-b"

@@ -568,8 +568,11 @@ def _point_best(sweep_dir: Path, name: str) -> None:
         os.symlink(Path(TRIALS) / name, tmp, target_is_directory=True)
     except OSError:
         shutil.copytree(sweep_dir / TRIALS / name, tmp)
-        if link.exists() and not link.is_symlink():
-            shutil.rmtree(link)
+    # a link replaces a link atomically; a rename cannot replace a directory, nor put one over a link
+    if link.is_symlink() and not tmp.is_symlink():
+        link.unlink()
+    elif link.exists() and not link.is_symlink():
+        shutil.rmtree(link)
     os.replace(tmp, link)
 
 
