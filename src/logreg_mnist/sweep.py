@@ -445,8 +445,8 @@ def run_trial(config: dict[str, Any], data: DataSource, train_options: dict[str,
             rows = read_history(tmp) if (Path(tmp) / "history.jsonl").is_file() else []
             status, epochs, valid_error, test_error = "diverged", (rows[-1]["epoch"] if rows else 0), math.nan, math.nan
         seconds = time.perf_counter() - start
-        files = {p.relative_to(tmp).as_posix(): p.read_bytes()
-                 for p in sorted(Path(tmp).rglob("*")) if p.is_file()}
+        files = {p.relative_to(tmp).as_posix(): p.read_bytes()  # hidden names: scratch and lock files
+                 for p in sorted(Path(tmp).rglob("*")) if p.is_file() and not p.name.startswith(".")}
     return {"epochs": epochs, "valid_error": valid_error, "test_error": test_error, "seconds": seconds,
             "worker": _worker_name(), "status": status, "files": files}
 
