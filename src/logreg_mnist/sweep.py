@@ -423,7 +423,7 @@ def run_trial(config: dict[str, Any], data: DataSource, train_options: dict[str,
     Raises:
         DataError: the worker's data are not the dataset the plan names.
     """
-    from .persistence import read_history
+    from .persistence import HISTORY, read_history
     from .train import train
 
     try:
@@ -442,7 +442,7 @@ def run_trial(config: dict[str, Any], data: DataSource, train_options: dict[str,
             status, epochs = "ok", history.epochs
             valid_error, test_error = history.best_valid_error, history.test_error
         except TrainingDivergedError:
-            rows = read_history(tmp) if (Path(tmp) / "history.jsonl").is_file() else []
+            rows = read_history(tmp) if (Path(tmp) / HISTORY).is_file() else []
             status, epochs, valid_error, test_error = "diverged", (rows[-1]["epoch"] if rows else 0), math.nan, math.nan
         seconds = time.perf_counter() - start
         files = {p.relative_to(tmp).as_posix(): p.read_bytes()  # hidden names: scratch and lock files
