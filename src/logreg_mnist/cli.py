@@ -181,6 +181,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_dir(p)
     p.set_defaults(func=cmd_digits)
     _add_serve_parser(sub)
+
+    _add_sweep_parser(sub)
     return parser
 
 
@@ -428,10 +430,12 @@ def cmd_evaluate(args) -> int:
 def cmd_plot(args) -> int:
     from ._paths import check_output_dir, make_dir
     from .plots import plot_run
+    from .sweep import is_sweep_dir
 
     if args.out is not None:
         check_output_dir(args.out, "--out")
-    data = _load_run_data(args, args.target)
+    # a sweep's pictures come from its trials' records; a run's test-set pictures need its data
+    data = None if is_sweep_dir(args.target) else _load_run_data(args, args.target)
     if args.out is not None:
         make_dir(args.out, "--out")
     for path in plot_run(args.target, data, args.out):
@@ -468,6 +472,87 @@ def cmd_serve(args) -> int:
     from .serve import serve
 
     serve(args.target, args.host, args.port)
+    return EXIT_OK
+
+
+# train's flags that make no sense for a sweep; every other train flag is a fixed setting of the sweep
+_TRAIN_ONLY = {"help", "out", "resume", "dry_run", "progress", "overwrite", "quiet", "verbose"}
+
+
+def _add_sweep_parser(sub) -> None:
+    p = sub.add_parser(
+        "sweep", help="train many candidates on a Dask cluster and choose by validation error",
+        description="Model selection as the chapter describes it: train every candidate on the same split with "
+                    "early stopping, compare them by their best validation error, report the test error of the "
+                    "chosen one. Trials run on a Dask cluster: a local one, or --scheduler ADDRESS. The fixed "
+                    "settings take train's flags.")
+    # train's own flags, shared (argparse's `parents` mechanism, minus train-only flags), so every flag
+    # train has is a fixed setting here
+    shared = [a for a in sub.choices["train"]._actions if a.dest not in _TRAIN_ONLY]
+    for action in shared:
+        p._add_action(action)
+    p.add_argument("--grid", metavar="NAME=V1,V2,...", action="append", default=[],
+                   help="values of a TrainConfig field (learning_rate, l2, batch_size, optimizer, ...); repeat "
+                        "for a grid of their product; with --random, choices drawn uniformly")
+    p.add_argument("--random", metavar="N", type=int, default=None,
+                   help="random search: N trials drawn from the --range intervals (and --grid choices), "
+                        "seeded by --seed, which also seeds every trial's random init as in train")
+    p.add_argument("--range", metavar="NAME=LOW:HIGH[:log]", dest="ranges", action="append", default=[],
+                   help="interval of a numeric field for --random, uniform or log-uniform")
+    p.add_argument("--scheduler", metavar="ADDRESS", default=None,
+                   help="a running Dask scheduler (tcp://host:8786) whose workers run the trials "
+                        "(default: a local cluster)")
+    p.add_argument("--workers", metavar="N", type=int, default=None,
+                   help="worker processes of the local cluster (default: one per CPU, at most one per trial)")
+    p.add_argument("--out", metavar="DIR", default=None, help="sweep directory (default: a new sweeps/YYYYmmdd-HHMMSS)")
+    p.add_argument("--resume", metavar="DIR", default=None,
+                   help="run the trials of the sweep in DIR that have not finished, with its own plan")
+    p.set_defaults(func=cmd_sweep, shared_flags=tuple((a.dest, a.default, a.option_strings[0]) for a in shared))
+
+
+def cmd_sweep(args) -> int:
+    from dataclasses import fields, replace
+
+    from . import sweep
+    from .data import resolve_data_dir
+
+    fields_ = {f.name for f in fields(TrainConfig)}
+    shared = {dest: getattr(args, dest) for dest, _, _ in args.shared_flags}
+    if args.workers is not None and (args.workers < 1 or args.scheduler):
+        raise ConfigError("--workers: expected a number >= 1, for the local cluster only (with --scheduler, "
+                          f"start workers with `dask worker ADDRESS`), found {args.workers}")
+    if args.resume:
+        given = [flag for dest, default, flag in args.shared_flags if shared[dest] != default]
+        given += [flag for flag, v in (("--grid", args.grid), ("--range", args.ranges), ("--random", args.random),
+                                       ("--out", args.out)) if v]
+        if given:
+            raise ConfigError(f"--resume continues a sweep with its own plan; drop {', '.join(given)}")
+        out, plan, resume = Path(args.resume), sweep.load_plan(args.resume), True
+    else:
+        # other train flags (an engine, threads...) go to train() when given
+        options = {dest: shared[dest] for dest, default, _ in args.shared_flags
+                   if dest not in fields_ and dest not in ("preset", "data_dir", "download")
+                   and shared[dest] != default}
+        if options.get("max_resident") is not None:
+            from .data.stream import parse_size
+
+            options["max_resident"] = parse_size(options["max_resident"])
+        plan = sweep.make_plan(shared["preset"], {k: v for k, v in shared.items() if k in fields_},
+                               grid=args.grid, ranges=args.ranges, random=args.random, train_options=options)
+        # the plan is valid: the driver checks the data (downloading them if needed) before any worker starts
+        data = _load_data(args)
+        directory, _ = resolve_data_dir(args.data_dir)
+        plan = replace(plan, data=sweep.DataSource(str(directory.resolve()) if args.data_dir else None,
+                                                   data.identity))
+        out, resume = (Path(args.out) if args.out else sweep.new_sweep_dir()), False
+    result = sweep.run_sweep(plan, out, scheduler=args.scheduler, n_workers=args.workers, resume=resume)
+    print()
+    print(sweep.summary_table(result))
+    print(sweep.chosen_line(result))
+    if result.failed:
+        print(f"{len(result.failed)} trial(s) failed and have no row; run them with: logreg-mnist sweep --resume "
+              f"{out}", file=sys.stderr)
+        return EXIT_FAILURE
     return EXIT_OK
 
 

@@ -120,3 +120,7 @@ class TrainingDivergedError(LogregMnistError):
     """The loss or the parameters became non-finite during training."""
 
     exit_code = EXIT_FAILURE
+
+
+class ClusterError(LogregMnistError):
+    """A Dask scheduler cannot be reached, or the cluster cannot run the work."""
