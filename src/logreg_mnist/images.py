@@ -401,8 +401,6 @@ def prepare(image: Image.Image, *, raw: bool = False) -> Prepared:
     Raises:
         DataError: ``raw=True`` and the image is not 28x28.
     """
-    from scipy import ndimage
-
     if raw:
         if image.size != (SIDE, SIDE):
             raise DataError(f"expected a 28x28 image with raw=True (--raw), found {image.size[0]}x{image.size[1]}")
@@ -412,6 +410,8 @@ def prepare(image: Image.Image, *, raw: bool = False) -> Prepared:
     gray = to_gray(image)
     if looks_like_mnist(gray):
         return Prepared(np.clip(np.round(gray), 0, 255).astype(np.uint8), blank=False, inverted=False)
+    from scipy import ndimage  # here: an MNIST-like image (the common case) needs none of it
+
     h, w = gray.shape
     if max(h, w) > WORK_SIDE:
         scale = WORK_SIDE / max(h, w)

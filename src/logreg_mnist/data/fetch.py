@@ -27,17 +27,11 @@ import subprocess
 import sys
 import tarfile
 import time
-import urllib.error
-import urllib.request
 import zlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from http.client import HTTPException
 from pathlib import Path
 
-from tqdm.auto import tqdm
-
-from .._version import __version__
 from .._files import publish, temporary_file, write_all
 from ..errors import DataError, DownloadError, StorageError, safe_text, show_path
 from .idx import GZIP_MAGIC, is_gzip
@@ -120,6 +114,15 @@ class HttpSource:
             yield name, result
 
     def _download(self, url: str, fd: int, name: str, progress: bool, limit: int, dest: Path) -> None:
+        # imported here: opening data that are already present needs none of them
+        import urllib.error
+        import urllib.request
+        from http.client import HTTPException
+
+        from tqdm.auto import tqdm
+
+        from .._version import __version__
+
         request = urllib.request.Request(url, headers={"User-Agent": f"logreg-mnist/{__version__}"})
         try:
             response = urllib.request.urlopen(request, timeout=self.timeout)
