@@ -40,6 +40,7 @@
 
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
 #define HAVE_AVX2_CLONE 1
+#include <immintrin.h>
 #pragma GCC push_options
 #pragma GCC target("avx2,fma")
 #define REAL float
@@ -47,7 +48,9 @@
 #define LOG logf
 #define SFX f32_avx2
 #define VEXP 1
+#define BCAST(p) ((vec_f32_avx2)_mm256_broadcast_ss(p))
 #include "_fused_kernel.h"
+#undef BCAST
 #undef VEXP
 #undef SFX
 #undef REAL
@@ -57,7 +60,9 @@
 #define EXP exp
 #define LOG log
 #define SFX f64_avx2
+#define BCAST(p) ((vec_f64_avx2)_mm256_broadcast_sd(p))
 #include "_fused_kernel.h"
+#undef BCAST
 #undef SFX
 #undef REAL
 #undef EXP

@@ -27,8 +27,17 @@ typedef REAL FN(vec) __attribute__((vector_size(32), aligned(sizeof(REAL))));
 static REAL FN(u8)[256];
 static void FN(init_table)(void) { for (int i = 0; i < 256; i++) FN(u8)[i] = (REAL)i; }
 
+/* The table entry *p in every lane. Where _fused.c defines BCAST (the AVX2 clones: one
+ * vbroadcastss/sd from memory, a pure load), that; otherwise a scalar load the compiler spreads. */
+#ifdef BCAST
+#define SPLAT(p) BCAST(p)
+#else
+#define SPLAT(p) ((V){0} + *(p))
+#endif
+
 /* acc[v] (the columns from OFF(v)) = sum_t val[t] * M[row(t), :] (unscaled), row(t) = idx[t], or t for dense rows (idx NULL).
- * Four interleaved accumulators per vector hide the FMA latency; they are added in a fixed order. */
+ * Four interleaved accumulators per vector hide the FMA latency; they are added in a fixed order.
+ * The sparse and dense loops are separate copies (ROW), so the inner loop has no test of idx. */
 static inline __attribute__((always_inline)) void FN(gather_sum)(
     const uint8_t *restrict val, const uint16_t *restrict idx, int64_t cnt,
     const REAL *restrict M, const int KP, V *restrict out)
@@ -36,23 +45,32 @@ static inline __attribute__((always_inline)) void FN(gather_sum)(
     const int NV = NVEC(KP);
     V a0[KP_MAX / 4], a1[KP_MAX / 4], a2[KP_MAX / 4], a3[KP_MAX / 4];
     for (int v = 0; v < NV; v++) { a0[v] = (V){0}; a1[v] = (V){0}; a2[v] = (V){0}; a3[v] = (V){0}; }
-    int64_t t = 0;
-#define ROW(q) (M + (size_t)(idx ? idx[q] : (q)) * KP)
 #define AT(row, v) (*(const V *)((row) + OFF(v, KP)))
-    for (; t + 3 < cnt; t += 4) {
-        const REAL u0 = FN(u8)[val[t]], u1 = FN(u8)[val[t + 1]], u2 = FN(u8)[val[t + 2]], u3 = FN(u8)[val[t + 3]];
-        const REAL *w0 = ROW(t), *w1 = ROW(t + 1), *w2 = ROW(t + 2), *w3 = ROW(t + 3);
-        for (int v = 0; v < NV; v++) {
-            a0[v] += u0 * AT(w0, v); a1[v] += u1 * AT(w1, v); a2[v] += u2 * AT(w2, v); a3[v] += u3 * AT(w3, v);
-        }
-    }
-    for (; t < cnt; t++) {
-        const REAL u0 = FN(u8)[val[t]];
-        const REAL *w0 = ROW(t);
-        for (int v = 0; v < NV; v++) a0[v] += u0 * AT(w0, v);
-    }
+#define GATHER_LOOP(ROW)                                                                                     \
+    do {                                                                                                     \
+        int64_t t = 0;                                                                                       \
+        for (; t + 3 < cnt; t += 4) {                                                                        \
+            const V u0 = SPLAT(&FN(u8)[val[t]]), u1 = SPLAT(&FN(u8)[val[t + 1]]);                            \
+            const V u2 = SPLAT(&FN(u8)[val[t + 2]]), u3 = SPLAT(&FN(u8)[val[t + 3]]);                        \
+            const REAL *w0 = ROW(t), *w1 = ROW(t + 1), *w2 = ROW(t + 2), *w3 = ROW(t + 3);                   \
+            for (int v = 0; v < NV; v++) {                                                                   \
+                a0[v] += u0 * AT(w0, v); a1[v] += u1 * AT(w1, v); a2[v] += u2 * AT(w2, v); a3[v] += u3 * AT(w3, v); \
+            }                                                                                                \
+        }                                                                                                    \
+        for (; t < cnt; t++) {                                                                               \
+            const V u0 = SPLAT(&FN(u8)[val[t]]);                                                             \
+            const REAL *w0 = ROW(t);                                                                         \
+            for (int v = 0; v < NV; v++) a0[v] += u0 * AT(w0, v);                                            \
+        }                                                                                                    \
+    } while (0)
+#define SPARSE_ROW(q) (M + (size_t)idx[q] * KP)
+#define DENSE_ROW(q) (M + (size_t)(q) * KP)
+    if (idx) GATHER_LOOP(SPARSE_ROW);
+    else GATHER_LOOP(DENSE_ROW);
+#undef DENSE_ROW
+#undef SPARSE_ROW
+#undef GATHER_LOOP
 #undef AT
-#undef ROW
     for (int v = 0; v < NV; v++) out[v] = (a0[v] + a1[v]) + (a2[v] + a3[v]);
 }
 
@@ -305,6 +323,7 @@ static int64_t FN(errors)(
     return wrong;
 }
 
+#undef SPLAT
 #undef V
 #undef LANES
 #undef NVEC
