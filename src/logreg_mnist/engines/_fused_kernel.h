@@ -35,6 +35,23 @@ static void FN(init_table)(void) { for (int i = 0; i < 256; i++) FN(u8)[i] = (RE
 #define SPLAT(p) ((V){0} + *(p))
 #endif
 
+#ifndef LOAD4
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+/* out[0:4] = a[t:t+4] (elements of `bits` bits) with one load of a `wide` word, split by shifts:
+ * the gathers keep the load ports busy, and shifts run on other ports. */
+#define LOAD4(a, t, type, wide, bits, out)                                                          \
+    do {                                                                                            \
+        wide w_;                                                                                    \
+        memcpy(&w_, (a) + (t), sizeof w_);                                                          \
+        (out)[0] = (type)w_; (out)[1] = (type)(w_ >> (bits));                                       \
+        (out)[2] = (type)(w_ >> 2 * (bits)); (out)[3] = (type)(w_ >> 3 * (bits));                   \
+    } while (0)
+#else
+#define LOAD4(a, t, type, wide, bits, out)                                                          \
+    do { for (int k_ = 0; k_ < 4; k_++) (out)[k_] = (a)[(t) + k_]; } while (0)
+#endif
+#endif
+
 /* acc[v] (the columns from OFF(v)) = sum_t val[t] * M[row(t), :] (unscaled), row(t) = idx[t], or t for dense rows (idx NULL).
  * Four interleaved accumulators per vector hide the FMA latency; they are added in a fixed order.
  * The sparse and dense loops are separate copies (ROW), so the inner loop has no test of idx. */
@@ -46,27 +63,34 @@ static inline __attribute__((always_inline)) void FN(gather_sum)(
     V a0[KP_MAX / 4], a1[KP_MAX / 4], a2[KP_MAX / 4], a3[KP_MAX / 4];
     for (int v = 0; v < NV; v++) { a0[v] = (V){0}; a1[v] = (V){0}; a2[v] = (V){0}; a3[v] = (V){0}; }
 #define AT(row, v) (*(const V *)((row) + OFF(v, KP)))
-#define GATHER_LOOP(ROW)                                                                                     \
+    /* PRE loads the group's indices (sparse rows only); ROW(q, k) is the row of M for t = q, the
+       k-th of its group of four. */
+#define GATHER_LOOP(PRE, ROW)                                                                                \
     do {                                                                                                     \
         int64_t t = 0;                                                                                       \
         for (; t + 3 < cnt; t += 4) {                                                                        \
-            const V u0 = SPLAT(&FN(u8)[val[t]]), u1 = SPLAT(&FN(u8)[val[t + 1]]);                            \
-            const V u2 = SPLAT(&FN(u8)[val[t + 2]]), u3 = SPLAT(&FN(u8)[val[t + 3]]);                        \
-            const REAL *w0 = ROW(t), *w1 = ROW(t + 1), *w2 = ROW(t + 2), *w3 = ROW(t + 3);                   \
+            uint8_t u4[4];                                                                                   \
+            uint16_t i4[4];                                                                                  \
+            LOAD4(val, t, uint8_t, uint32_t, 8, u4);                                                         \
+            PRE;                                                                                             \
+            const V u0 = SPLAT(&FN(u8)[u4[0]]), u1 = SPLAT(&FN(u8)[u4[1]]);                                  \
+            const V u2 = SPLAT(&FN(u8)[u4[2]]), u3 = SPLAT(&FN(u8)[u4[3]]);                                  \
+            const REAL *w0 = ROW(t, 0), *w1 = ROW(t + 1, 1), *w2 = ROW(t + 2, 2), *w3 = ROW(t + 3, 3);       \
+            (void)i4;                                                                                        \
             for (int v = 0; v < NV; v++) {                                                                   \
                 a0[v] += u0 * AT(w0, v); a1[v] += u1 * AT(w1, v); a2[v] += u2 * AT(w2, v); a3[v] += u3 * AT(w3, v); \
             }                                                                                                \
         }                                                                                                    \
         for (; t < cnt; t++) {                                                                               \
             const V u0 = SPLAT(&FN(u8)[val[t]]);                                                             \
-            const REAL *w0 = ROW(t);                                                                         \
+            const REAL *w0 = M + (size_t)(idx ? idx[t] : t) * KP;                                            \
             for (int v = 0; v < NV; v++) a0[v] += u0 * AT(w0, v);                                            \
         }                                                                                                    \
     } while (0)
-#define SPARSE_ROW(q) (M + (size_t)idx[q] * KP)
-#define DENSE_ROW(q) (M + (size_t)(q) * KP)
-    if (idx) GATHER_LOOP(SPARSE_ROW);
-    else GATHER_LOOP(DENSE_ROW);
+#define SPARSE_ROW(q, k) (M + (size_t)i4[k] * KP)
+#define DENSE_ROW(q, k) (M + (size_t)(q) * KP)
+    if (idx) GATHER_LOOP(LOAD4(idx, t, uint16_t, uint64_t, 16, i4), SPARSE_ROW);
+    else GATHER_LOOP((void)0, DENSE_ROW);
 #undef DENSE_ROW
 #undef SPARSE_ROW
 #undef GATHER_LOOP
