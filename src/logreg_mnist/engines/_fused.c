@@ -17,6 +17,8 @@
 
 #define KP_MAX 264 /* n_out <= 256, rounded up to a multiple of 8 */
 
+#define VBYTES 16
+
 #define REAL float
 #define EXP expf
 #define LOG logf
@@ -43,6 +45,8 @@
 #include <immintrin.h>
 #pragma GCC push_options
 #pragma GCC target("avx2,fma")
+#undef VBYTES
+#define VBYTES 32
 #define REAL float
 #define EXP expf
 #define LOG logf

@@ -16,10 +16,13 @@
 #define CAT(a, b) CAT_(a, b)
 #define FN(name) CAT(name, SFX)
 
-/* SIMD vectors of 32 bytes (8 floats or 4 doubles), loaded and stored unaligned. */
-typedef REAL FN(vec) __attribute__((vector_size(32), aligned(sizeof(REAL))));
+/* SIMD vectors of VBYTES bytes (_fused.c: 32 for the AVX2 clones, 16, SSE2's or NEON's width,
+ * for the baseline, where wider generic vectors are split by the compiler and run many times
+ * slower), loaded and stored unaligned. Each lane's sums are the same for any width. */
+typedef REAL FN(vec) __attribute__((vector_size(VBYTES), aligned(sizeof(REAL))));
 #define V FN(vec)
-#define LANES ((int)(32 / sizeof(REAL)))
+#define LANES ((int)(VBYTES / sizeof(REAL)))
+#define NVEC_MAX (KP_MAX / LANES)
 #define NVEC(KP) (((KP) + LANES - 1) / LANES)
 #define OFF(v, KP) ((v) * LANES < (KP) - LANES ? (v) * LANES : (KP) - LANES)
 
@@ -60,7 +63,7 @@ static inline __attribute__((always_inline)) void FN(gather_sum)(
     const REAL *restrict M, const int KP, V *restrict out)
 {
     const int NV = NVEC(KP);
-    V a0[KP_MAX / 4], a1[KP_MAX / 4], a2[KP_MAX / 4], a3[KP_MAX / 4];
+    V a0[NVEC_MAX], a1[NVEC_MAX], a2[NVEC_MAX], a3[NVEC_MAX];
     for (int v = 0; v < NV; v++) { a0[v] = (V){0}; a1[v] = (V){0}; a2[v] = (V){0}; a3[v] = (V){0}; }
 #define AT(row, v) (*(const V *)((row) + OFF(v, KP)))
     /* PRE loads the group's indices (sparse rows only); ROW(q, k) is the row of M for t = q, the
@@ -103,7 +106,7 @@ static inline __attribute__((always_inline)) void FN(fwd)(
     const uint8_t *restrict val, const uint16_t *restrict idx, int64_t cnt,
     const REAL *restrict W, const int KP, REAL *restrict z)
 {
-    V acc[KP_MAX / 4];
+    V acc[NVEC_MAX];
     FN(gather_sum)(val, idx, cnt, W, KP, acc);
     for (int v = 0; v < NVEC(KP); v++) *(V *)(z + OFF(v, KP)) = acc[v];
 }
@@ -112,7 +115,7 @@ static inline __attribute__((always_inline)) void FN(fwd)(
 static inline __attribute__((always_inline)) void FN(axpy)(REAL u, const REAL *restrict d, REAL *restrict g, const int KP)
 {
     const int NV = NVEC(KP);
-    V out[KP_MAX / 4];  /* all read before any is written: overlapping lanes get the same value */
+    V out[NVEC_MAX];  /* all read before any is written: overlapping lanes get the same value */
     for (int v = 0; v < NV; v++) out[v] = *(V *)(g + OFF(v, KP)) + u * *(const V *)(d + OFF(v, KP));
     for (int v = 0; v < NV; v++) *(V *)(g + OFF(v, KP)) = out[v];
 }
@@ -120,7 +123,7 @@ static inline __attribute__((always_inline)) void FN(axpy)(REAL u, const REAL *r
 #ifdef VEXP
 /* exp of a vector of floats at most 0 (the logits less their maximum), Cephes' expf: x = n ln2 + r,
  * a degree-5 polynomial for exp(r), scaled by 2^n through the exponent bits; within 2 ulp. */
-typedef int32_t FN(ivec) __attribute__((vector_size(32)));
+typedef int32_t FN(ivec) __attribute__((vector_size(VBYTES)));
 static inline __attribute__((always_inline)) V FN(vexp)(V x)
 {
     typedef FN(ivec) VI;
@@ -172,10 +175,10 @@ static inline __attribute__((always_inline)) void FN(update_csc)(
     const int NV = NVEC(KP);
     const REAL scale = (REAL)(1.0 / 256.0);
     for (int j = j0; j < j1; j++) {
-        V acc[KP_MAX / 4];
+        V acc[NVEC_MAX];
         FN(gather_sum)(cval + cp[j], crow + cp[j], cp[j + 1] - cp[j], D, KP, acc);
         REAL *w = W + (size_t)j * KP;
-        V next[KP_MAX / 4];  /* all read before any is written: overlapping lanes get the same value */
+        V next[NVEC_MAX];  /* all read before any is written: overlapping lanes get the same value */
         for (int v = 0; v < NV; v++) {
             const V wv = *(V *)(w + OFF(v, KP));
             V g = acc[v] * scale;
@@ -302,7 +305,7 @@ static double FN(sgd)(
             }
             }
             if (t == 0) {  /* b's gradient: the rows of d summed in row order, a vector at a time */
-                V gb[KP_MAX / 4];
+                V gb[NVEC_MAX];
                 const int NV = NVEC(KP);
                 for (int v = 0; v < NV; v++) gb[v] = (V){0};
                 for (int64_t r = 0; r < n; r++)
@@ -350,6 +353,7 @@ static int64_t FN(errors)(
 #undef SPLAT
 #undef V
 #undef LANES
+#undef NVEC_MAX
 #undef NVEC
 #undef OFF
 #undef FN
