@@ -90,9 +90,11 @@ static int use_avx2(void)
 {
 #if HAVE_AVX2_CLONE
     static int cached = -1;
-    if (cached < 0) {
+    if (cached < 0) {  /* LOGREG_MNIST_FUSED_SIMD=baseline: the baseline kernel even so (tests) */
+        const char *want = getenv("LOGREG_MNIST_FUSED_SIMD");
         __builtin_cpu_init();
-        cached = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+        cached = !(want && strcmp(want, "baseline") == 0)
+                 && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
     }
     return cached;
 #else
