@@ -274,7 +274,7 @@ static double FN(sgd)(
             }  /* implicit barrier: D complete, W and b no longer read */
             if (colptr) {
                 /* this minibatch's columns (CSC): g_j = sum over its rows, in row order within
-                   each of two interleaved accumulators, then the update of W's row j */
+                   each of four interleaved accumulators, then the update of W's row j */
                 const int64_t *cp = colptr + ib * (int64_t)(n_in + 1);
                 if (KP == 16) FN(update_csc)(cp, crow, cval, D, W, j0, j1, lr, l1, l2x2, 16);
                 else FN(update_csc)(cp, crow, cval, D, W, j0, j1, lr, l1, l2x2, KP);
