@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -108,6 +110,18 @@ def test_fused_results_do_not_depend_on_the_thread_count(need_fused):
         assert other[0] == results[0][0]
         np.testing.assert_array_equal(other[1], results[0][1])
         np.testing.assert_array_equal(other[2], results[0][2])
+
+
+def test_the_baseline_kernel_agrees_as_well(need_fused):
+    """The kernel built for CPUs without AVX2 (chosen here by LOGREG_MNIST_FUSED_SIMD) passes the same tests."""
+    env = dict(os.environ, LOGREG_MNIST_FUSED_SIMD="baseline")
+    probe = "from logreg_mnist.engines.fused import kernel_info; print(kernel_info()['simd'])"
+    assert subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True,
+                          check=True).stdout.strip() == "baseline"
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__,
+                           "-k", "matches_the or thread_count"], env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    assert " passed" in proc.stdout and "failed" not in proc.stdout
 
 
 def test_train_never_makes_the_float_copy_of_the_splits(need_fused):

@@ -17,6 +17,8 @@
 
 #define KP_MAX 264 /* n_out <= 256, rounded up to a multiple of 8 */
 
+#define VBYTES 16
+
 #define REAL float
 #define EXP expf
 #define LOG logf
@@ -40,14 +42,19 @@
 
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
 #define HAVE_AVX2_CLONE 1
+#include <immintrin.h>
 #pragma GCC push_options
 #pragma GCC target("avx2,fma")
+#undef VBYTES
+#define VBYTES 32
 #define REAL float
 #define EXP expf
 #define LOG logf
 #define SFX f32_avx2
 #define VEXP 1
+#define BCAST(p) ((vec_f32_avx2)_mm256_broadcast_ss(p))
 #include "_fused_kernel.h"
+#undef BCAST
 #undef VEXP
 #undef SFX
 #undef REAL
@@ -57,7 +64,9 @@
 #define EXP exp
 #define LOG log
 #define SFX f64_avx2
+#define BCAST(p) ((vec_f64_avx2)_mm256_broadcast_sd(p))
 #include "_fused_kernel.h"
+#undef BCAST
 #undef SFX
 #undef REAL
 #undef EXP
@@ -81,9 +90,11 @@ static int use_avx2(void)
 {
 #if HAVE_AVX2_CLONE
     static int cached = -1;
-    if (cached < 0) {
+    if (cached < 0) {  /* LOGREG_MNIST_FUSED_SIMD=baseline: the baseline kernel even so (tests) */
+        const char *want = getenv("LOGREG_MNIST_FUSED_SIMD");
         __builtin_cpu_init();
-        cached = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+        cached = !(want && strcmp(want, "baseline") == 0)
+                 && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
     }
     return cached;
 #else

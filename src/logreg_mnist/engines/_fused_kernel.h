@@ -16,10 +16,13 @@
 #define CAT(a, b) CAT_(a, b)
 #define FN(name) CAT(name, SFX)
 
-/* SIMD vectors of 32 bytes (8 floats or 4 doubles), loaded and stored unaligned. */
-typedef REAL FN(vec) __attribute__((vector_size(32), aligned(sizeof(REAL))));
+/* SIMD vectors of VBYTES bytes (_fused.c: 32 for the AVX2 clones, 16, SSE2's or NEON's width,
+ * for the baseline, where wider generic vectors are split by the compiler and run many times
+ * slower), loaded and stored unaligned. Each lane's sums are the same for any width. */
+typedef REAL FN(vec) __attribute__((vector_size(VBYTES), aligned(sizeof(REAL))));
 #define V FN(vec)
-#define LANES ((int)(32 / sizeof(REAL)))
+#define LANES ((int)(VBYTES / sizeof(REAL)))
+#define NVEC_MAX (KP_MAX / LANES)
 #define NVEC(KP) (((KP) + LANES - 1) / LANES)
 #define OFF(v, KP) ((v) * LANES < (KP) - LANES ? (v) * LANES : (KP) - LANES)
 
@@ -27,32 +30,74 @@ typedef REAL FN(vec) __attribute__((vector_size(32), aligned(sizeof(REAL))));
 static REAL FN(u8)[256];
 static void FN(init_table)(void) { for (int i = 0; i < 256; i++) FN(u8)[i] = (REAL)i; }
 
+/* The table entry *p in every lane. Where _fused.c defines BCAST (the AVX2 clones: one
+ * vbroadcastss/sd from memory, a pure load), that; otherwise a scalar load the compiler spreads. */
+#ifdef BCAST
+#define SPLAT(p) BCAST(p)
+#else
+#define SPLAT(p) ((V){0} + *(p))
+#endif
+
+#ifndef LOAD4
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+/* out[0:4] = a[t:t+4] (elements of `bits` bits) with one load of a `wide` word, split by shifts:
+ * the gathers keep the load ports busy, and shifts run on other ports. */
+#define LOAD4(a, t, type, wide, bits, out)                                                          \
+    do {                                                                                            \
+        wide w_;                                                                                    \
+        memcpy(&w_, (a) + (t), sizeof w_);                                                          \
+        (out)[0] = (type)w_; (out)[1] = (type)(w_ >> (bits));                                       \
+        (out)[2] = (type)(w_ >> 2 * (bits)); (out)[3] = (type)(w_ >> 3 * (bits));                   \
+    } while (0)
+#else
+#define LOAD4(a, t, type, wide, bits, out)                                                          \
+    do { for (int k_ = 0; k_ < 4; k_++) (out)[k_] = (a)[(t) + k_]; } while (0)
+#endif
+#endif
+
 /* acc[v] (the columns from OFF(v)) = sum_t val[t] * M[row(t), :] (unscaled), row(t) = idx[t], or t for dense rows (idx NULL).
- * Four interleaved accumulators per vector hide the FMA latency; they are added in a fixed order. */
+ * Four interleaved accumulators per vector hide the FMA latency; they are added in a fixed order.
+ * The sparse and dense loops are separate copies (ROW), so the inner loop has no test of idx. */
 static inline __attribute__((always_inline)) void FN(gather_sum)(
     const uint8_t *restrict val, const uint16_t *restrict idx, int64_t cnt,
     const REAL *restrict M, const int KP, V *restrict out)
 {
     const int NV = NVEC(KP);
-    V a0[KP_MAX / 4], a1[KP_MAX / 4], a2[KP_MAX / 4], a3[KP_MAX / 4];
+    V a0[NVEC_MAX], a1[NVEC_MAX], a2[NVEC_MAX], a3[NVEC_MAX];
     for (int v = 0; v < NV; v++) { a0[v] = (V){0}; a1[v] = (V){0}; a2[v] = (V){0}; a3[v] = (V){0}; }
-    int64_t t = 0;
-#define ROW(q) (M + (size_t)(idx ? idx[q] : (q)) * KP)
 #define AT(row, v) (*(const V *)((row) + OFF(v, KP)))
-    for (; t + 3 < cnt; t += 4) {
-        const REAL u0 = FN(u8)[val[t]], u1 = FN(u8)[val[t + 1]], u2 = FN(u8)[val[t + 2]], u3 = FN(u8)[val[t + 3]];
-        const REAL *w0 = ROW(t), *w1 = ROW(t + 1), *w2 = ROW(t + 2), *w3 = ROW(t + 3);
-        for (int v = 0; v < NV; v++) {
-            a0[v] += u0 * AT(w0, v); a1[v] += u1 * AT(w1, v); a2[v] += u2 * AT(w2, v); a3[v] += u3 * AT(w3, v);
-        }
-    }
-    for (; t < cnt; t++) {
-        const REAL u0 = FN(u8)[val[t]];
-        const REAL *w0 = ROW(t);
-        for (int v = 0; v < NV; v++) a0[v] += u0 * AT(w0, v);
-    }
+    /* PRE loads the group's indices (sparse rows only); ROW(q, k) is the row of M for t = q, the
+       k-th of its group of four. */
+#define GATHER_LOOP(PRE, ROW)                                                                                \
+    do {                                                                                                     \
+        int64_t t = 0;                                                                                       \
+        for (; t + 3 < cnt; t += 4) {                                                                        \
+            uint8_t u4[4];                                                                                   \
+            uint16_t i4[4];                                                                                  \
+            LOAD4(val, t, uint8_t, uint32_t, 8, u4);                                                         \
+            PRE;                                                                                             \
+            const V u0 = SPLAT(&FN(u8)[u4[0]]), u1 = SPLAT(&FN(u8)[u4[1]]);                                  \
+            const V u2 = SPLAT(&FN(u8)[u4[2]]), u3 = SPLAT(&FN(u8)[u4[3]]);                                  \
+            const REAL *w0 = ROW(t, 0), *w1 = ROW(t + 1, 1), *w2 = ROW(t + 2, 2), *w3 = ROW(t + 3, 3);       \
+            (void)i4;                                                                                        \
+            for (int v = 0; v < NV; v++) {                                                                   \
+                a0[v] += u0 * AT(w0, v); a1[v] += u1 * AT(w1, v); a2[v] += u2 * AT(w2, v); a3[v] += u3 * AT(w3, v); \
+            }                                                                                                \
+        }                                                                                                    \
+        for (; t < cnt; t++) {                                                                               \
+            const V u0 = SPLAT(&FN(u8)[val[t]]);                                                             \
+            const REAL *w0 = M + (size_t)(idx ? idx[t] : t) * KP;                                            \
+            for (int v = 0; v < NV; v++) a0[v] += u0 * AT(w0, v);                                            \
+        }                                                                                                    \
+    } while (0)
+#define SPARSE_ROW(q, k) (M + (size_t)i4[k] * KP)
+#define DENSE_ROW(q, k) (M + (size_t)(q) * KP)
+    if (idx) GATHER_LOOP(LOAD4(idx, t, uint16_t, uint64_t, 16, i4), SPARSE_ROW);
+    else GATHER_LOOP((void)0, DENSE_ROW);
+#undef DENSE_ROW
+#undef SPARSE_ROW
+#undef GATHER_LOOP
 #undef AT
-#undef ROW
     for (int v = 0; v < NV; v++) out[v] = (a0[v] + a1[v]) + (a2[v] + a3[v]);
 }
 
@@ -61,7 +106,7 @@ static inline __attribute__((always_inline)) void FN(fwd)(
     const uint8_t *restrict val, const uint16_t *restrict idx, int64_t cnt,
     const REAL *restrict W, const int KP, REAL *restrict z)
 {
-    V acc[KP_MAX / 4];
+    V acc[NVEC_MAX];
     FN(gather_sum)(val, idx, cnt, W, KP, acc);
     for (int v = 0; v < NVEC(KP); v++) *(V *)(z + OFF(v, KP)) = acc[v];
 }
@@ -70,7 +115,7 @@ static inline __attribute__((always_inline)) void FN(fwd)(
 static inline __attribute__((always_inline)) void FN(axpy)(REAL u, const REAL *restrict d, REAL *restrict g, const int KP)
 {
     const int NV = NVEC(KP);
-    V out[KP_MAX / 4];  /* all read before any is written: overlapping lanes get the same value */
+    V out[NVEC_MAX];  /* all read before any is written: overlapping lanes get the same value */
     for (int v = 0; v < NV; v++) out[v] = *(V *)(g + OFF(v, KP)) + u * *(const V *)(d + OFF(v, KP));
     for (int v = 0; v < NV; v++) *(V *)(g + OFF(v, KP)) = out[v];
 }
@@ -78,7 +123,7 @@ static inline __attribute__((always_inline)) void FN(axpy)(REAL u, const REAL *r
 #ifdef VEXP
 /* exp of a vector of floats at most 0 (the logits less their maximum), Cephes' expf: x = n ln2 + r,
  * a degree-5 polynomial for exp(r), scaled by 2^n through the exponent bits; within 2 ulp. */
-typedef int32_t FN(ivec) __attribute__((vector_size(32)));
+typedef int32_t FN(ivec) __attribute__((vector_size(VBYTES)));
 static inline __attribute__((always_inline)) V FN(vexp)(V x)
 {
     typedef FN(ivec) VI;
@@ -130,10 +175,10 @@ static inline __attribute__((always_inline)) void FN(update_csc)(
     const int NV = NVEC(KP);
     const REAL scale = (REAL)(1.0 / 256.0);
     for (int j = j0; j < j1; j++) {
-        V acc[KP_MAX / 4];
+        V acc[NVEC_MAX];
         FN(gather_sum)(cval + cp[j], crow + cp[j], cp[j + 1] - cp[j], D, KP, acc);
         REAL *w = W + (size_t)j * KP;
-        V next[KP_MAX / 4];  /* all read before any is written: overlapping lanes get the same value */
+        V next[NVEC_MAX];  /* all read before any is written: overlapping lanes get the same value */
         for (int v = 0; v < NV; v++) {
             const V wv = *(V *)(w + OFF(v, KP));
             V g = acc[v] * scale;
@@ -229,7 +274,7 @@ static double FN(sgd)(
             }  /* implicit barrier: D complete, W and b no longer read */
             if (colptr) {
                 /* this minibatch's columns (CSC): g_j = sum over its rows, in row order within
-                   each of two interleaved accumulators, then the update of W's row j */
+                   each of four interleaved accumulators, then the update of W's row j */
                 const int64_t *cp = colptr + ib * (int64_t)(n_in + 1);
                 if (KP == 16) FN(update_csc)(cp, crow, cval, D, W, j0, j1, lr, l1, l2x2, 16);
                 else FN(update_csc)(cp, crow, cval, D, W, j0, j1, lr, l1, l2x2, KP);
@@ -260,7 +305,7 @@ static double FN(sgd)(
             }
             }
             if (t == 0) {  /* b's gradient: the rows of d summed in row order, a vector at a time */
-                V gb[KP_MAX / 4];
+                V gb[NVEC_MAX];
                 const int NV = NVEC(KP);
                 for (int v = 0; v < NV; v++) gb[v] = (V){0};
                 for (int64_t r = 0; r < n; r++)
@@ -305,8 +350,10 @@ static int64_t FN(errors)(
     return wrong;
 }
 
+#undef SPLAT
 #undef V
 #undef LANES
+#undef NVEC_MAX
 #undef NVEC
 #undef OFF
 #undef FN

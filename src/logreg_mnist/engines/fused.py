@@ -13,7 +13,9 @@ division applied once to each sum (exact: a power of two). ``W`` is kept as
 (n_in, n_out rounded up to 64 bytes), 64-byte aligned, so that a row of it is one
 cache line and whole SIMD vectors.
 
-Arithmetic (the C kernel ``_fused``, AVX2 + FMA when the CPU has them): per
+Arithmetic (the C kernel ``_fused``, AVX2 + FMA when the CPU has them, else a
+baseline build with 16-byte vectors; ``LOGREG_MNIST_FUSED_SIMD=baseline``, read when
+the kernel loads, chooses the baseline anyway, for tests): per
 minibatch, the logits, softmax (a vectorised ``exp`` within 2 ulp in float32),
 NLL and ``dcost/dlogits`` of each row (rows split across threads), then
 ``x^T dcost/dlogits`` over the minibatch's non-zero pixels by column, each thread
