@@ -101,7 +101,7 @@ def time_identity_and_read(data_dir: Path) -> tuple[float, float]:
     identity = time.perf_counter() - start
     buffer = bytearray(32 << 20)
     start = time.perf_counter()
-    for path in sorted(data_dir.iterdir()):
+    for path in sorted(p for p in data_dir.iterdir() if p.is_file()):
         with open(path, "rb", buffering=0) as f:
             while f.readinto(buffer):
                 pass

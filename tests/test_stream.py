@@ -201,3 +201,12 @@ def test_train_max_resident_on_the_command_line(cli_data_dir, tmp_path, capsys):
     np.testing.assert_array_equal(chunked.W, resident.W)
     assert main(["train", "--data-dir", str(cli_data_dir), "--max-resident", "lots"]) == 2
     assert "--max-resident: expected a size such as 512M or 2G, found 'lots'" in capsys.readouterr().err
+
+
+def test_the_default_budget_is_a_quarter_of_the_available_memory_at_most_2_gib(monkeypatch):
+    from logreg_mnist.data import stream
+
+    monkeypatch.setattr(stream, "available_memory", lambda: 4 << 30)
+    assert stream.default_max_resident() == 1 << 30
+    monkeypatch.setattr(stream, "available_memory", lambda: 64 << 30)
+    assert stream.default_max_resident() == 2 << 30  # a 5,000,000-image set (3.7 GiB) is read in chunks

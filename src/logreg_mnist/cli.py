@@ -69,7 +69,8 @@ def _add_runtime_options(p: argparse.ArgumentParser) -> None:
                        choices=_RUNTIME_CHOICES.get(name), help=f"{text} (default: {shown})")
     p.add_argument("--max-resident", metavar="SIZE", default=None,
                    help="memory budget for the data an engine holds, e.g. 512M or 2G; larger data are read "
-                        "from the uncompressed IDX files in chunks (default: a quarter of the available memory)")
+                        "from the uncompressed IDX files in chunks (default: a quarter of the available memory, "
+                        "at most 2 GiB)")
 
 
 class _VersionAction(argparse.Action):

@@ -109,7 +109,7 @@ def train(
             fused engine: up to the cores this process may run on, adapting; numpy: one).
         max_resident: memory budget in bytes for the data the engine holds; beyond it
             the splits are read from their files in chunks (default: a quarter of the
-            available memory).
+            available memory, at most 2 GiB).
         overwrite: clear a run already in ``out_dir`` (its files, snapshots and
             plots) and start afresh. Without ``resume`` or ``overwrite``, a directory
             that holds a run is refused: a run is never replaced by accident.

@@ -36,6 +36,7 @@ import numpy as np
 from ..errors import ConfigError, DataError, IDXFormatError
 
 DEFAULT_RESIDENT_FRACTION = 0.25  # of the available memory: room for the OS, the page cache, other work
+DEFAULT_RESIDENT_CAP = 2 << 30  # and at most this: larger data are read in chunks unless --max-resident says
 MAX_CHUNK_BYTES = 32 << 20  # larger reads gain nothing measurable and only add to the resident set
 _UNITS = {"": 1, "B": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 
@@ -79,8 +80,10 @@ def available_memory() -> int:
 
 
 def default_max_resident() -> int:
-    """The default memory budget for resident data: a quarter of the available memory."""
-    return int(available_memory() * DEFAULT_RESIDENT_FRACTION)
+    """The default memory budget for resident data: a quarter of the available memory, at
+    most 2 GiB (MNIST's splits are 55 MB; a dataset of several GiB is trained in chunks, in
+    a small resident set, unless ``--max-resident`` allows more)."""
+    return min(int(available_memory() * DEFAULT_RESIDENT_FRACTION), DEFAULT_RESIDENT_CAP)
 
 
 class RowFile:

@@ -110,7 +110,7 @@ def make_engine(name: str, data: Dataset, config: TrainConfig, *, threads: int |
         threads: threads the engine computes with (None: the cores this process may run on).
         max_resident: memory budget in bytes for the data the engine holds; beyond it
             the splits are read from their files in chunks (None: a quarter of the
-            available memory, :func:`logreg_mnist.data.stream.default_max_resident`).
+            available memory, at most 2 GiB: :func:`~logreg_mnist.data.stream.default_max_resident`).
 
     Raises:
         ConfigError: an unknown name, an engine that cannot run here, or ``threads`` < 1.
