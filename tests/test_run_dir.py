@@ -262,3 +262,24 @@ def test_a_real_full_disk_then_more_space_then_resume(cli_data_dir, tmp_path, sm
     assert main(["train", "--resume", str(out), "--data-dir", str(cli_data_dir), "--no-progress"]) == 0
     assert main([*argv, "--out", str(tmp_path / "reference")]) == 0
     assert _strip(read_history(out)) == _strip(read_history(tmp_path / "reference"))
+
+
+def test_overwrite_keeps_the_old_run_when_a_flag_is_refused(cli_data_dir, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main([*TRAIN, "--data-dir", str(cli_data_dir), "--out", str(out)]) == 0
+    before = sorted(p.name for p in out.iterdir())
+    capsys.readouterr()
+    for flags in (["--threads", "0"], ["--engine", "fused", "--max-resident", "1K"]):
+        assert main([*TRAIN, "--data-dir", str(cli_data_dir), "--out", str(out), "--overwrite", *flags]) == 2
+        assert "Traceback" not in capsys.readouterr().err
+        assert sorted(p.name for p in out.iterdir()) == before, "the run is kept"
+
+
+def test_a_cg_run_is_not_offered_a_resume(cli_data_dir, tmp_path, capsys):
+    out = tmp_path / "cg"
+    argv = ["train", "--optimizer", "cg", "--max-iter", "2", "--data-dir", str(cli_data_dir), "--out", str(out)]
+    assert main(argv) == 0
+    capsys.readouterr()
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "already holds a run that cannot be continued" in err and "--resume" not in err

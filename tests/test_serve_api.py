@@ -93,7 +93,8 @@ def test_run_describes_dataset_classes_config_best_and_history(client):
     assert run["kind"] == "run" and run["name"] == "run" and run["dataset"] == "hand-made"
     assert run["class_names"] == [str(k) for k in range(10)]
     assert run["config"]["optimizer"] == "sgd" and run["unit"] == "epoch"
-    assert run["best"] == {"epoch": 3, "iteration": 30, "valid_error": 0.1, "test_error": 0.11}
+    assert run["best"] == {"epoch": 3, "iteration": 30, "valid_error": 0.1, "test_error": 0.11, "n_valid": None,
+                           "n_test": None}  # this hand-made model records no denominators
     assert [row["epoch"] for row in run["history"]] == [1, 2, 3] and run["history"][0]["test_error"] is None
     assert run["snapshots"] == [1, 2, 3]
     assert len(run["palette"]) == 256 and run["palette"][0][2] > run["palette"][0][0]  # blue at the negative end

@@ -336,6 +336,10 @@ def test_an_unreachable_scheduler_is_a_clear_user_error(noisy_dir, tmp_path, cap
     assert not (tmp_path / "s").exists()  # nothing is written before the cluster is there
     assert main(["sweep", "--scheduler", "nonsense://x", "--data-dir", str(noisy_dir), "--grid", "l2=0,1"]) == 2
     assert "--scheduler nonsense://x: expected an address like tcp://host:8786" in capsys.readouterr().err
+    assert main(["sweep", "--scheduler", "foo", "--data-dir", str(noisy_dir), "--grid", "l2=0,1"]) == 2
+    err = capsys.readouterr().err
+    assert "--scheduler foo: expected an address like tcp://host:8786, found no port" in err
+    assert len(err.strip().splitlines()) == 1
 
 
 def test_a_local_cluster_runs_the_same_code_path(noisy_dir, tmp_path, capsys):
@@ -419,3 +423,32 @@ def test_best_is_a_copy_where_symlinks_fail(tmp_path, monkeypatch):
     monkeypatch.undo()
     sweep._point_best(tmp_path, "002-b")  # and back to a link over the copy
     assert os.readlink(tmp_path / "best") == "trials/002-b"
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--threads", "0"], "--threads: expected an integer >= 1, found 0"),
+    (["--engine", "fused", "--max-resident", "1K"], "engine 'fused': expected data that fit in the memory budget"),
+])
+def test_run_time_options_are_checked_on_the_driver_before_the_cluster(noisy_dir, tmp_path, capsys, flags,
+                                                                      message):
+    out = tmp_path / "sweep"
+    # an unreachable scheduler: the options must be refused before it is ever contacted
+    assert main(["sweep", "--scheduler", "tcp://127.0.0.1:1", "--data-dir", str(noisy_dir), *flags,
+                 "--grid", "l2=0,1", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("logreg-mnist sweep: error: ") and message in err and len(err.splitlines()) == 1
+    assert not out.exists()
+
+
+def test_out_must_be_a_directory_that_holds_no_training_run(noisy_dir, tmp_path, capsys):
+    a_file = tmp_path / "a_file"
+    a_file.write_text("x")
+    assert main(["sweep", "--data-dir", str(noisy_dir), "--grid", "l2=0,1", "--out", str(a_file)]) == 2
+    assert "--out " + str(a_file) + ": expected a directory, found an existing file" in capsys.readouterr().err
+    run = tmp_path / "run"
+    assert main(["train", "--data-dir", str(noisy_dir), *FIXED, "--n-epochs", "1", "--no-progress",
+                 "--out", str(run)]) == 0
+    capsys.readouterr()
+    assert main(["sweep", "--data-dir", str(noisy_dir), "--grid", "l2=0,1", "--out", str(run)]) == 2
+    assert "expected a new or sweep directory, found a training run" in capsys.readouterr().err
+    assert not (run / "sweep.json").exists()

@@ -245,11 +245,11 @@ def _load_data(args, *, max_resident: int | None = None):
     return load_mnist(args.data_dir, download=args.download, progress=True, max_resident=max_resident)
 
 
-def _load_run_data(args, target):
+def _load_run_data(args, target, *, max_resident: int | None = None):
     """The data of the run or model ``target`` (see :func:`logreg_mnist.run.load_run_data`)."""
     from .run import load_run_data
 
-    return load_run_data(target, args.data_dir, download=args.download)
+    return load_run_data(target, args.data_dir, download=args.download, max_resident=max_resident)
 
 
 def cmd_data(args) -> int:
@@ -278,7 +278,8 @@ def _by_flag(e: ConfigError) -> ConfigError:
     its flag (``--learning-rate:``), as the user typed it."""
     text = str(e)
     field = e.field or re.match(r"[a-z_]*", text).group()
-    flag = {**_FLAGS, "drop_last": "--drop-last", "out_dir": "--out"}.get(field)
+    flag = {**_FLAGS, "drop_last": "--drop-last", "out_dir": "--out", "threads": "--threads",
+            "engine": "--engine", "max_resident": "--max-resident"}.get(field)
     if flag and text.startswith(field) and text[len(field):len(field) + 1] in (":", " "):
         return ConfigError(flag + text[len(field):], field=field)
     return e
@@ -323,7 +324,8 @@ def cmd_train(args) -> int:
     from .data.stream import default_max_resident, parse_size
 
     max_resident = parse_size(args.max_resident) if args.max_resident is not None else default_max_resident()
-    data = _load_run_data(args, out) if args.resume else _load_data(args, max_resident=max_resident)
+    data = (_load_run_data(args, out, max_resident=max_resident) if args.resume
+            else _load_data(args, max_resident=max_resident))
     progress = sys.stderr.isatty() if args.progress is None else args.progress
     verbosity = QUIET if args.quiet else VERBOSE if args.verbose else NORMAL
     reporter = ConsoleReporter(sys.stdout, progress=progress, verbosity=verbosity)
@@ -515,7 +517,9 @@ def cmd_sweep(args) -> int:
     from dataclasses import fields, replace
 
     from . import sweep
+    from ._paths import check_output_dir
     from .data import resolve_data_dir
+    from .run import RunDir
 
     fields_ = {f.name for f in fields(TrainConfig)}
     shared = {dest: getattr(args, dest) for dest, _, _ in args.shared_flags}
@@ -540,13 +544,25 @@ def cmd_sweep(args) -> int:
             options["max_resident"] = parse_size(options["max_resident"])
         plan = sweep.make_plan(shared["preset"], {k: v for k, v in shared.items() if k in fields_},
                                grid=args.grid, ranges=args.ranges, random=args.random, train_options=options)
+        out, resume = (Path(args.out) if args.out else sweep.new_sweep_dir()), False
+        check_output_dir(out, "--out")
+        if RunDir(out).holds_run():
+            raise ConfigError(f"--out {show_path(out)}: expected a new or sweep directory, found a training run")
         # the plan is valid: the driver checks the data (downloading them if needed) before any worker starts
-        data = _load_data(args)
+        data = _load_data(args, max_resident=options.get("max_resident"))
         directory, _ = resolve_data_dir(args.data_dir)
         plan = replace(plan, data=sweep.DataSource(str(directory.resolve()) if args.data_dir else None,
                                                    data.identity))
-        out, resume = (Path(args.out) if args.out else sweep.new_sweep_dir()), False
-    result = sweep.run_sweep(plan, out, scheduler=args.scheduler, n_workers=args.workers, resume=resume)
+        # and the trials' run-time options (engine, threads, memory budget) before the cluster starts
+        from .engines import make_engine
+
+        try:
+            make_engine(options.get("engine", "auto"), data, plan.trials[0].config, threads=options.get("threads"),
+                        max_resident=options.get("max_resident"))
+        except ConfigError as e:
+            raise _by_flag(e) from None
+    with RunDir(out).owned():  # one sweep per directory at a time, as one run per run directory
+        result = sweep.run_sweep(plan, out, scheduler=args.scheduler, n_workers=args.workers, resume=resume)
     print()
     print(sweep.summary_table(result))
     print(sweep.chosen_line(result))

@@ -144,6 +144,9 @@ def check_run_target(path: str | os.PathLike, *, resume: bool = False, overwrite
         raise ConfigError(f"{show_path(path)}: no run to resume here (expected {io.CONFIG} and {io.CHECKPOINT})")
     if not (resume or overwrite) and RunDir(path).holds_run():
         where = show_path(path)
+        if not (path / io.CHECKPOINT).is_file():  # a cg or lbfgs run: nothing to continue
+            raise ConfigError(f"{where} already holds a run that cannot be continued (no {io.CHECKPOINT}); "
+                              "replace it with --overwrite (overwrite=True), or choose another --out")
         raise ConfigError(f"{where} already holds a run; continue it with --resume {where} (resume=True), "
                           "replace it with --overwrite (overwrite=True), or choose another --out")
     return path
@@ -444,7 +447,7 @@ def _stderr_warning(text: str) -> None:
 
 def load_run_data(
     target: str | os.PathLike, data_dir: str | os.PathLike | None = None, *, download: bool | None = None,
-    progress: bool = True, warn: Callable[[str], None] = _stderr_warning,
+    progress: bool = True, warn: Callable[[str], None] = _stderr_warning, max_resident: int | None = None,
 ) -> Dataset:
     """The dataset a run directory (or a model file) was trained on, as recorded.
 
@@ -453,6 +456,8 @@ def load_run_data(
     must hold the recorded dataset; MNIST, being fetchable and verifiable anywhere,
     falls back to the usual place (``$LOGREG_MNIST_DATA_DIR``, the user cache)
     when its recorded location is gone. Files that record nothing use the usual place.
+    ``max_resident`` is the memory budget :func:`~logreg_mnist.data.load_mnist` reads the
+    files under (gzip images larger than it are decompressed once, not into memory).
 
     Raises:
         DataError: the recorded data is not there, or is not the recorded dataset.
@@ -466,7 +471,8 @@ def load_run_data(
     known = by_identity(identity)
     title = known.title if known else identity
     if data_dir is not None:
-        data = load_mnist(data_dir, download=download, valid_size=valid_size, progress=progress)
+        data = load_mnist(data_dir, download=download, valid_size=valid_size, progress=progress,
+                         max_resident=max_resident)
         if identity is not None and data.identity != identity:
             warn(f"{target} was trained on {title}, using {data.title} from {data_dir} as asked")
         return data
@@ -476,12 +482,14 @@ def load_run_data(
             raise DataError(f"{target} was trained on {title} from {source}, which is not there now; "
                             "pass --data-dir DIR (data_dir=) with that dataset")
         try:
-            data = load_mnist(source, download=False, valid_size=valid_size, progress=progress)
+            data = load_mnist(source, download=False, valid_size=valid_size, progress=progress,
+                         max_resident=max_resident)
         except DataError as e:
             raise DataError(f"{target} was trained on {title} from {source}, which cannot be loaded now "
                             f"({e}); pass --data-dir DIR (data_dir=) with that dataset") from None
     else:
-        data = load_mnist(None, download=download, valid_size=valid_size, progress=progress)
+        data = load_mnist(None, download=download, valid_size=valid_size, progress=progress,
+                         max_resident=max_resident)
     if identity is not None and data.identity != identity:
         raise DataError(f"{target} was trained on {title}, but {data.source} now holds {data.title}; "
                         "pass --data-dir DIR (data_dir=) to use other data anyway")

@@ -379,11 +379,11 @@ _DATA_LOCK = threading.Lock()  # a worker with several threads loads the data on
 
 
 @lru_cache(maxsize=2)
-def _worker_dataset(data_dir: str | None, valid_size: int):
+def _worker_dataset(data_dir: str | None, valid_size: int, max_resident: int | None = None):
     """The dataset, loaded once per worker process (later trials reuse it)."""
     from .data import load_mnist
 
-    return load_mnist(data_dir, valid_size=valid_size, progress=False)
+    return load_mnist(data_dir, valid_size=valid_size, progress=False, max_resident=max_resident)
 
 
 def data_loads() -> dict[str, int]:
@@ -425,7 +425,7 @@ def run_trial(config: dict[str, Any], data: DataSource, train_options: dict[str,
 
     try:
         with _DATA_LOCK:
-            dataset = _worker_dataset(data.data_dir, data.valid_size)
+            dataset = _worker_dataset(data.data_dir, data.valid_size, (train_options or {}).get("max_resident"))
     except DataError as e:
         raise DataError(f"worker {_worker_name()}: {e}") from None
     if dataset.identity != data.identity:
@@ -624,6 +624,14 @@ def _check_address(address: str) -> None:
     if scheme not in backends or not location:
         raise ClusterError(f"--scheduler {address}: expected an address like tcp://host:8786 (schemes: "
                            f"{', '.join(sorted(backends))}), found {address!r}")
+    if scheme in ("tcp", "tls"):
+        from distributed.comm.addressing import parse_host_port
+
+        try:
+            parse_host_port(location)
+        except ValueError:
+            raise ClusterError(f"--scheduler {address}: expected an address like tcp://host:8786, found no "
+                               "port") from None
 
 
 @contextmanager

@@ -140,8 +140,11 @@ def train(
     with RunDir(out_dir).owned():  # one process per run directory, from the first read to the end
         if out_dir is not None:
             check_run_target(out_dir, resume=resume, overwrite=overwrite)  # again, under the lock
-            if overwrite:
-                clear_run(Path(out_dir))
+        if config.optimizer == "sgd" and isinstance(engine, str):
+            # before a run is cleared: an engine that cannot run here leaves the old run as it was
+            engine = make_engine(engine, data, config, threads=threads, max_resident=max_resident)
+        if out_dir is not None and overwrite:
+            clear_run(Path(out_dir))
         return _train(data, config, out_dir, reporter, resume, engine, threads, max_resident)
 
 

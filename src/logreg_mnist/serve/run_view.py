@@ -147,7 +147,8 @@ class RunView:
             "n_out": self.model.n_out,
             "config": meta.get("config"),
             "unit": self.unit,
-            "best": {k: meta.get(k) for k in ("epoch", "iteration", "valid_error", "test_error")},
+            "best": {k: meta.get(k) for k in ("epoch", "iteration", "valid_error", "test_error", "n_valid",
+                                              "n_test")},
             "history": self.history,
             "snapshots": list(self.snapshots),
             "weight_limit": self.weight_limit,
@@ -211,7 +212,8 @@ class RunView:
                 from ..plots import learning_curves_figure
 
                 buf = BytesIO()
-                learning_curves_figure(self.history, unit=self.unit, title=f"Learning curves of {self.name}") \
+                learning_curves_figure(self.history, unit=self.unit, title=f"Learning curves of {self.name}",
+                                       n_valid=self.metadata.get("n_valid"), n_test=self.metadata.get("n_test")) \
                     .savefig(buf, format="png", dpi=80)
                 self._curves_png = buf.getvalue()
             return self._curves_png
