@@ -16,13 +16,11 @@ import numpy as np
 
 from ..data.mnist import PIXEL_SCALE
 from ..data.stream import Rows
-from ..errors import ConfigError
-from ..model import cost_and_grad, logits
-
-_EVAL_ROWS = 10_000  # rows scored at once, as the reference engine does
+from ..model import logits
+from .numpy import EVAL_ROWS, NumpySGD
 
 
-class ChunkedNumpyEngine:
+class ChunkedNumpyEngine(NumpySGD):
     """SGD and error counts on splits read in chunks (see the module docstring).
 
     Args:
@@ -38,22 +36,12 @@ class ChunkedNumpyEngine:
 
     def __init__(self, data, *, chunk_bytes: int, batch_size: int, learning_rate: float, l1: float = 0.0,
                  l2: float = 0.0, drop_last: bool = False, dtype=np.float32):
-        self.dtype = np.dtype(dtype)
-        self.batch_size = batch_size
-        self.learning_rate = self.dtype.type(learning_rate)
-        self.l1, self.l2 = l1, l2
-        self.drop_last = drop_last
+        self._setup({s: data.split(s).labels for s in ("train", "valid", "test")}, data.n_features,
+                    data.n_classes, batch_size=batch_size, learning_rate=learning_rate, l1=l1, l2=l2,
+                    drop_last=drop_last, dtype=dtype)
         self._rows = {s: Rows.for_split(data.split(s), chunk_bytes, multiple=batch_size if s == "train" else 1)
                       for s in ("train", "valid", "test")}
-        self._y = {s: data.split(s).labels for s in ("train", "valid", "test")}
-        n = len(self._y["train"])
-        self.n_train_batches = n // batch_size if drop_last else -(-n // batch_size)
-        if self.n_train_batches == 0:
-            raise ConfigError(f"batch_size: expected at most the {n:,} training examples when partial "
-                              f"minibatches are dropped, found {batch_size:,}")
-        self._n_train_rows = min(n, self.n_train_batches * batch_size)
-        self.W = np.zeros((data.n_features, data.n_classes), self.dtype)
-        self.b = np.zeros(data.n_classes, self.dtype)
+        self._n_train_rows = min(len(self._y["train"]), self.n_train_batches * batch_size)
         self._xbuf = np.empty((batch_size, data.n_features), self.dtype)  # one float minibatch, reused
 
     def _float(self, pixels: np.ndarray) -> np.ndarray:
@@ -63,13 +51,6 @@ class ChunkedNumpyEngine:
             self._xbuf = np.empty((len(pixels), pixels.shape[1]), self.dtype)
         return np.multiply(pixels, self.dtype.type(PIXEL_SCALE), out=self._xbuf[: len(pixels)], dtype=self.dtype)
 
-    def set_params(self, W: np.ndarray, b: np.ndarray) -> None:
-        self.W = np.array(W, dtype=self.dtype)
-        self.b = np.array(b, dtype=self.dtype)
-
-    def get_params(self) -> tuple[np.ndarray, np.ndarray]:
-        return self.W.copy(), self.b.copy()
-
     def train(self, batches: range) -> tuple[float, int]:
         B, y = self.batch_size, self._y["train"]
         total, count = 0.0, 0
@@ -78,23 +59,15 @@ class ChunkedNumpyEngine:
             for a in range(0, len(pixels), B):  # the chunk holds whole minibatches
                 xb = self._float(pixels[a : a + B])  # (B, n_in)
                 yb = y[start + a : start + a + len(xb)]
-                _, nll_sum, gW, gb = cost_and_grad(self.W, self.b, xb, yb, self.l1, self.l2)
-                self.W -= self.learning_rate * gW
-                self.b -= self.learning_rate * gb
-                total += nll_sum
+                total += self._step(xb, yb)
                 count += len(yb)
         return total, count
-
-    def counted(self, split: str) -> int:
-        """How many examples of ``split`` are scored."""
-        n = len(self._y[split])
-        return (n // self.batch_size) * self.batch_size if self.drop_last else n
 
     def count_errors(self, split: str) -> tuple[int, int]:
         n, y, wrong = self.counted(split), self._y[split], 0
         for start, pixels in self._rows[split].chunks(0, n):
-            for a in range(0, len(pixels), _EVAL_ROWS):  # bounds the float32 copy and the logits
-                x = self._float(pixels[a : a + _EVAL_ROWS])  # (k, n_in)
+            for a in range(0, len(pixels), EVAL_ROWS):  # bounds the float32 copy and the logits
+                x = self._float(pixels[a : a + EVAL_ROWS])  # (k, n_in)
                 predicted = np.argmax(logits(self.W, self.b, x), axis=1)
                 wrong += int(np.count_nonzero(predicted != y[start + a : start + a + len(x)]))
         return wrong, n

@@ -26,10 +26,49 @@ from ..data.mnist import PIXEL_SCALE
 from ..model import cost_and_grad, logits
 from .base import counted, n_batches
 
-_EVAL_CHUNK = 10_000  # rows scored at once: bounds the (rows, n_out) logits buffer
+EVAL_ROWS = 10_000  # rows scored at once: bounds the (rows, n_out) logits buffer
 
 
-class NumpyEngine:
+class NumpySGD:
+    """What the NumPy engines share: the parameters, the reference SGD step, the counts.
+
+    Subclasses set up their data and call :meth:`_setup`; both compute every step with
+    :func:`~logreg_mnist.model.cost_and_grad` on the same float values, so their
+    parameters are bit-identical.
+    """
+
+    def _setup(self, labels: dict[str, np.ndarray], n_in: int, n_out: int, *, batch_size: int,
+               learning_rate: float, l1: float, l2: float, drop_last: bool, dtype) -> None:
+        self.dtype = np.dtype(dtype)
+        self.batch_size = batch_size
+        self.learning_rate = self.dtype.type(learning_rate)
+        self.l1, self.l2 = l1, l2
+        self.drop_last = drop_last
+        self._y = labels
+        self.n_train_batches = n_batches(len(labels["train"]), batch_size, drop_last)
+        self.W = np.zeros((n_in, n_out), self.dtype)
+        self.b = np.zeros(n_out, self.dtype)
+
+    def set_params(self, W: np.ndarray, b: np.ndarray) -> None:
+        self.W = np.array(W, dtype=self.dtype)
+        self.b = np.array(b, dtype=self.dtype)
+
+    def get_params(self) -> tuple[np.ndarray, np.ndarray]:
+        return self.W.copy(), self.b.copy()
+
+    def counted(self, split: str) -> int:
+        """How many examples of ``split`` are scored."""
+        return counted(len(self._y[split]), self.batch_size, self.drop_last)
+
+    def _step(self, xb: np.ndarray, yb: np.ndarray) -> float:
+        """One minibatch's SGD update of ``W`` and ``b``; returns its summed NLL."""
+        _, nll_sum, gW, gb = cost_and_grad(self.W, self.b, xb, yb, self.l1, self.l2)
+        self.W -= self.learning_rate * gW
+        self.b -= self.learning_rate * gb
+        return nll_sum
+
+
+class NumpyEngine(NumpySGD):
     """The reference engine: NumPy on the CPU.
 
     Args:
@@ -50,21 +89,14 @@ class NumpyEngine:
         self, data: Dataset, *, batch_size: int, learning_rate: float, l1: float = 0.0,
         l2: float = 0.0, drop_last: bool = False, dtype=np.float32, threads: int | None = None,
     ):
-        self.dtype = np.dtype(dtype)
         self.threads = threads or 1
-        self.batch_size = batch_size
-        self.learning_rate = self.dtype.type(learning_rate)
-        self.l1, self.l2 = l1, l2
-        self.drop_last = drop_last
         self._x = {}
         for name in ("train", "valid", "test"):
             split = data.split(name)
             self._x[name] = split.pixels if split.pixels is not None else split.images
-        self._y = {name: data.split(name).labels for name in ("train", "valid", "test")}
-        self.n_train_batches = n_batches(len(self._y["train"]), batch_size, drop_last)
-        n_in, n_out = self._x["train"].shape[1], data.n_classes
-        self.W = np.zeros((n_in, n_out), self.dtype)
-        self.b = np.zeros(n_out, self.dtype)
+        self._setup({name: data.split(name).labels for name in ("train", "valid", "test")},
+                    self._x["train"].shape[1], data.n_classes, batch_size=batch_size,
+                    learning_rate=learning_rate, l1=l1, l2=l2, drop_last=drop_last, dtype=dtype)
 
     def _rows(self, split: str, start: int, stop: int) -> np.ndarray:
         """Rows ``start:stop`` of ``split`` as the engine's dtype: (rows, n_in)."""
@@ -73,37 +105,22 @@ class NumpyEngine:
             return np.multiply(x, self.dtype.type(PIXEL_SCALE), dtype=self.dtype)
         return np.asarray(x, dtype=self.dtype)
 
-    def set_params(self, W: np.ndarray, b: np.ndarray) -> None:
-        self.W = np.array(W, dtype=self.dtype)
-        self.b = np.array(b, dtype=self.dtype)
-
-    def get_params(self) -> tuple[np.ndarray, np.ndarray]:
-        return self.W.copy(), self.b.copy()
-
     def train(self, batches: range) -> tuple[float, int]:
         y = self._y["train"]
         total, count = 0.0, 0
         for i in batches:
             start, stop = i * self.batch_size, (i + 1) * self.batch_size
-            xb = self._rows("train", start, stop)  # (B, n_in)
             yb = y[start:stop]
-            _, nll_sum, gW, gb = cost_and_grad(self.W, self.b, xb, yb, self.l1, self.l2)
-            self.W -= self.learning_rate * gW
-            self.b -= self.learning_rate * gb
-            total += nll_sum
+            total += self._step(self._rows("train", start, stop), yb)  # (B, n_in)
             count += len(yb)
         return total, count
-
-    def counted(self, split: str) -> int:
-        """How many examples of ``split`` are scored."""
-        return counted(len(self._y[split]), self.batch_size, self.drop_last)
 
     def count_errors(self, split: str) -> tuple[int, int]:
         n = self.counted(split)
         y = self._y[split]
         wrong = 0
-        for start in range(0, n, _EVAL_CHUNK):
-            stop = min(start + _EVAL_CHUNK, n)
+        for start in range(0, n, EVAL_ROWS):
+            stop = min(start + EVAL_ROWS, n)
             pred = np.argmax(logits(self.W, self.b, self._rows(split, start, stop)), axis=1)
             wrong += int(np.count_nonzero(pred != y[start:stop]))
         return wrong, n
