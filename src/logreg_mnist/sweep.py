@@ -195,6 +195,14 @@ def _check_value(base: TrainConfig, name: str, value: Any, where: str) -> None:
         raise ConfigError(f"{where}: {e}") from None
 
 
+def _name_and_body(spec: str, where: str, form: str) -> tuple[str, str]:
+    """``NAME=BODY`` as (a TrainConfig field, BODY); ``form`` is what the flag expects."""
+    if "=" not in spec:
+        raise ConfigError(f"{where}: expected {form}, found no '='")
+    raw_name, body = spec.split("=", 1)
+    return _field_name(raw_name, where), body
+
+
 def parse_grid(specs: Sequence[str], base: TrainConfig) -> list[tuple[str, list[Any]]]:
     """``NAME=V1,V2,...`` strings as (field, values), each value checked against ``base``.
 
@@ -205,10 +213,7 @@ def parse_grid(specs: Sequence[str], base: TrainConfig) -> list[tuple[str, list[
     axes: list[tuple[str, list[Any]]] = []
     for spec in specs:
         where = f"--grid {spec}"
-        if "=" not in spec:
-            raise ConfigError(f"{where}: expected NAME=V1,V2,..., found no '='")
-        raw_name, raw_values = spec.split("=", 1)
-        name = _field_name(raw_name, where)
+        name, raw_values = _name_and_body(spec, where, "NAME=V1,V2,...")
         if any(name == n for n, _ in axes):
             raise ConfigError(f"{where}: {name} is already swept by another --grid")
         texts = [v for v in raw_values.split(",")]
@@ -248,10 +253,7 @@ def parse_ranges(specs: Sequence[str], base: TrainConfig) -> list[Range]:
     ranges: list[Range] = []
     for spec in specs:
         where = f"--range {spec}"
-        if "=" not in spec:
-            raise ConfigError(f"{where}: expected NAME=LOW:HIGH[:log], found no '='")
-        raw_name, body = spec.split("=", 1)
-        name = _field_name(raw_name, where)
+        name, body = _name_and_body(spec, where, "NAME=LOW:HIGH[:log]")
         if FIELD_TYPES[name] not in (int, float):
             raise ConfigError(f"{where}: {name} is not numeric; list its values with --grid instead")
         parts = body.split(":")
