@@ -145,12 +145,11 @@ def train(
             engine = make_engine(engine, data, config, threads=threads, max_resident=max_resident)
         if out_dir is not None and overwrite:
             clear_run(Path(out_dir))
-        return _train(data, config, out_dir, reporter, resume, engine, threads, max_resident)
+        return _train(data, config, out_dir, reporter, resume, engine, threads)
 
 
 def _train(data: Dataset, config: TrainConfig, out_dir, reporter: Reporter, resume: bool,
-           engine: str | Engine, threads: int | None, max_resident: int | None
-           ) -> tuple[LogisticRegression, History]:
+           engine: str | Engine, threads: int | None) -> tuple[LogisticRegression, History]:
     if config.optimizer != "sgd":
         if resume:
             kept = RunDir(out_dir).kept() if out_dir is not None else "nothing"
@@ -160,9 +159,7 @@ def _train(data: Dataset, config: TrainConfig, out_dir, reporter: Reporter, resu
 
         return train_full_batch(data, config, out_dir, reporter=reporter)
     run = RunDir(out_dir)
-    if isinstance(engine, str):
-        engine = make_engine(engine, data, config, threads=threads, max_resident=max_resident)
-    n_batches = engine.n_train_batches
+    n_batches = engine.n_train_batches  # (an SGD run's engine is made by train())
     frequency = validation_frequency(n_batches, config.patience)
     n_valid, n_test = scored_counts(data, config)
     history = History(n_valid=n_valid, n_test=n_test)
