@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from logreg_mnist.data import load_mnist, read_idx
-from logreg_mnist.data.cache import CACHE_DIR_NAME, MANIFEST, content_digest, idx_header
+from logreg_mnist.data.cache import CACHE_DIR_NAME, MANIFEST, content_digest
+from logreg_mnist.data.idx import idx_header
 
 from .conftest import NAMES, write_dataset
 

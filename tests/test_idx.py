@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import hashlib
 import tracemalloc
 
 import numpy as np
@@ -11,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from logreg_mnist.data import read_idx, write_idx
-from logreg_mnist.data.idx import read_idx_with_digest
+from logreg_mnist.data.idx import file_sha256, read_idx_with_digest
 from logreg_mnist.errors import IDXFormatError
 
 
@@ -157,3 +158,10 @@ def test_any_bytes_give_an_array_or_our_error_never_a_huge_allocation(tmp_path, 
     finally:
         tracemalloc.stop()
     assert peak < 2_000_000, f"peak allocation {peak} bytes for a {len(data)}-byte input"
+
+
+@pytest.mark.parametrize("size", [0, 1, 1000, 3 * 1024 + 7])
+def test_file_sha256_reading_ahead_is_the_plain_sha256(tmp_path, size):
+    path = tmp_path / "bytes"
+    path.write_bytes(np.random.default_rng(size).integers(0, 256, size, dtype=np.uint8).tobytes())
+    assert file_sha256(path, chunk=1024) == hashlib.sha256(path.read_bytes()).hexdigest()

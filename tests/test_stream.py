@@ -75,17 +75,6 @@ def test_streamed_chunks_are_the_rows_in_order(raw_data, split, chunk):
     np.testing.assert_array_equal(np.concatenate([p for _, p in got]), pixels[3:])
 
 
-@pytest.mark.parametrize("size", [0, 1, 1000, 3 * 1024 + 7])
-def test_file_sha256_reading_ahead_is_the_plain_sha256(tmp_path, size):
-    import hashlib
-
-    from logreg_mnist.data.stream import file_sha256
-
-    path = tmp_path / "bytes"
-    path.write_bytes(np.random.default_rng(size).integers(0, 256, size, dtype=np.uint8).tobytes())
-    assert file_sha256(path, chunk=1024) == hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def test_chunk_bytes_only_when_the_data_do_not_fit(raw_data):
     uint8_size = (N_TRAIN + N_TEST) * N_FEATURES
     assert chunk_bytes_for(raw_data, uint8_size, 1) is None

@@ -26,7 +26,7 @@ ink on a black background. :func:`prepare` does the same to a photo or a scan:
 A 28x28 input that already looks like MNIST (dark background, empty border, the digit
 within 20x20) is passed through untouched; ``raw=True`` skips everything (the image must
 then be 28x28 already). The model sees ``pixels.reshape(1, 784) / 256`` as float32, as
-for MNIST itself (:data:`logreg_mnist.data.mnist.PIXEL_SCALE`).
+for MNIST itself (:data:`logreg_mnist.data.pixels.PIXEL_SCALE`).
 
 Limits, checked before any decoding: at most :data:`MAX_PIXELS` pixels (read from the
 image header), :data:`MAX_BYTES` bytes for raw image data handed over in memory, PNG text
@@ -46,31 +46,24 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
-from .errors import DataError, NotAnImageError
+from .data.pixels import BLANK_LEVEL, PIXEL_SCALE, SIDE
+from .errors import DataError, NotAnImageError, show_path
 
 MAX_PIXELS = 50_000_000  # 50 megapixels: above any phone camera's photo, far below a decompression bomb
 MAX_BYTES = 256 * 2**20  # raw image data handed over in memory (standard input, an upload)
 WORK_SIDE = 640  # larger images are reduced to this longer side before the analysis
 MIN_DIGIT = 0.025  # a digit spans at least this fraction of the picture's longer side; less is a speck
 FORMATS = ("PNG", "JPEG", "GIF", "BMP", "TIFF", "WEBP", "PPM")  # PPM: also PGM and PBM
-SIDE = 28  # MNIST's frame
-BOX = 20  # ... and the box its digits are scaled into
+BOX = 20  # the box MNIST's digits are scaled into, within the frame of SIDE pixels
 _MNIST_STROKE = 2.3  # MNIST's typical stroke width in pixels at the 20-pixel scale (2 x mean distance to edge)
 _CENTRE = 14.0  # MNIST's centre of mass: row and column 14 (measured: 13.99, 14.00 on the test set)
 
 
-def _describe(name: str, error: BaseException) -> str:
+def _describe(error: BaseException) -> str:
     """Pillow's message for ``error``, on one line, printable and bounded in length."""
     text = " ".join(str(error).split()) or type(error).__name__
     text = "".join(c if c.isprintable() else "?" for c in text)
     return text if len(text) <= 200 else text[:200] + "..."
-
-
-def _safe_name(name: str) -> str:
-    """``name`` as it is when short and printable, else quoted and cut (an upload's name is untrusted)."""
-    if name.isprintable() and len(name) <= 200:
-        return name
-    return repr(name[:200]) + ("..." if len(name) > 200 else "")
 
 
 def open_image(source: str | os.PathLike | bytes, *, name: str | None = None) -> Image.Image:
@@ -91,7 +84,7 @@ def open_image(source: str | os.PathLike | bytes, *, name: str | None = None) ->
             unreadable path.
     """
     if name is not None:
-        name = _safe_name(name)
+        name = show_path(name)
     if isinstance(source, (bytes, bytearray, memoryview)):
         name = name or "<bytes>"
         if len(source) > MAX_BYTES:
@@ -99,7 +92,7 @@ def open_image(source: str | os.PathLike | bytes, *, name: str | None = None) ->
         fp = io.BytesIO(bytes(source))
     else:
         path = Path(source)
-        name = name or _safe_name(str(path))
+        name = name or show_path(path)
         try:
             fp = open(path, "rb")
         except IsADirectoryError:
@@ -145,14 +138,14 @@ def open_image(source: str | os.PathLike | bytes, *, name: str | None = None) ->
 
                 raise DataError(f"{name}: expected PNG text and ICC profile chunks of at most "
                                 f"{PngImagePlugin.MAX_TEXT_CHUNK:,} bytes each once decompressed, found a larger "
-                                f"one ({_describe(name, e)})") from None
+                                f"one ({_describe(e)})") from None
             raise DataError(f"{name}: expected an image within Pillow's safety limits, found "
-                            f"{_describe(name, e)}") from None
+                            f"{_describe(e)}") from None
         except MemoryError:
             raise DataError(f"{name}: the image does not fit in memory") from None
         except Exception as e:  # noqa: BLE001 - any decoder failure on a hostile file is the input's fault
             raise DataError(f"{name}: expected a readable image, found a damaged file "
-                            f"({type(e).__name__}: {_describe(name, e)})") from None
+                            f"({type(e).__name__}: {_describe(e)})") from None
 
 
 @dataclass(frozen=True)
@@ -172,7 +165,7 @@ class Prepared:
 
     def features(self) -> np.ndarray:
         """The model's input: float32 (1, 784), ``pixels / 256`` as for MNIST."""
-        return self.pixels.reshape(1, SIDE * SIDE).astype(np.float32) * np.float32(1 / 256)
+        return self.pixels.reshape(1, SIDE * SIDE).astype(np.float32) * PIXEL_SCALE
 
 
 def to_gray(image: Image.Image) -> np.ndarray:
@@ -405,7 +398,7 @@ def prepare(image: Image.Image, *, raw: bool = False) -> Prepared:
         if image.size != (SIDE, SIDE):
             raise DataError(f"expected a 28x28 image with raw=True (--raw), found {image.size[0]}x{image.size[1]}")
         pixels = np.clip(np.round(to_gray(image)), 0, 255).astype(np.uint8)
-        return Prepared(pixels, blank=bool(pixels.max() < 32), inverted=False)
+        return Prepared(pixels, blank=bool(pixels.max() < BLANK_LEVEL), inverted=False)
 
     gray = to_gray(image)
     if looks_like_mnist(gray):
@@ -481,6 +474,6 @@ def prepare(image: Image.Image, *, raw: bool = False) -> Prepared:
             digit = thinner[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
 
     pixels = np.clip(np.round(_mnist_layout(digit)), 0, 255).astype(np.uint8)
-    if pixels.max() < 32:
+    if pixels.max() < BLANK_LEVEL:
         return Prepared(blank.pixels, blank=True, inverted=dark)
     return Prepared(pixels, blank=False, inverted=dark)

@@ -24,6 +24,7 @@ from matplotlib.figure import Figure
 
 from ._files import atomic_write_bytes
 from ._paths import check_output_dir, make_dir, writing
+from .data.pixels import PIXEL_SCALE, SIDE
 from .model import LogisticRegression
 
 
@@ -331,7 +332,7 @@ def predictions_figure(inputs: Sequence, results: Sequence, *, max_rows: int = M
     k = 0
     for item in inputs:
         for i in range(len(item.features)):
-            seen = item.features[i].reshape(28, 28) * 256 / 255
+            seen = item.features[i].reshape(SIDE, SIDE) / PIXEL_SCALE / 255
             original = item.original if item.original is not None else seen
             rows.append((original, seen, results[k]))
             k += 1

@@ -26,15 +26,14 @@ import numpy as np
 
 from .data import Dataset, read_idx
 from .data.idx import GZIP_MAGIC
-from .data.mnist import PIXEL_SCALE
+from .data.pixels import BLANK_LEVEL, PIXEL_SCALE, SIDE
 from .errors import DataError
-from .images import MAX_BYTES, SIDE, NotAnImageError, Prepared, open_image, prepare
+from .images import MAX_BYTES, NotAnImageError, Prepared, open_image, prepare
 from .model import LogisticRegression
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".jpe", ".gif", ".bmp", ".dib", ".tif", ".tiff", ".webp",
                   ".pgm", ".ppm", ".pbm", ".pnm"}
 LOW_CONFIDENCE = 0.5  # a top probability below this is flagged as a guess
-BLANK_LEVEL = 32  # arrays whose brightest pixel is below this (of 255) are flagged blank
 _NPY_MAGIC = b"\x93NUMPY"
 _THUMBNAIL = 256  # longest side of the copy of each image kept for --show
 
@@ -277,7 +276,7 @@ def predictions(model: LogisticRegression, inputs: list[Input]) -> list[Predicti
             if item.prepared:
                 blank, inverted = item.prepared[i].blank, item.prepared[i].inverted
             else:
-                blank, inverted = bool(item.features[i].max() < BLANK_LEVEL / 256), False
+                blank, inverted = bool(item.features[i].max() < BLANK_LEVEL * PIXEL_SCALE), False
             runner_up = top[1] if len(top) > 1 else (-1, 0.0)
             results.append(Prediction(
                 item.name if len(item.features) == 1 else f"{item.name}[{i}]", top[0][0], top[0][1],
@@ -288,13 +287,6 @@ def predictions(model: LogisticRegression, inputs: list[Input]) -> list[Predicti
 def predict_files(model: LogisticRegression, paths: list[str | os.PathLike], *, raw: bool = False) -> list[Prediction]:
     """One :class:`Prediction` per image in the given files (see :func:`load_inputs`)."""
     return predictions(model, load_inputs(paths, model.n_in, raw=raw))
-
-
-def predict_image(model: LogisticRegression, image, *, raw: bool = False) -> tuple[Prediction, Prepared]:
-    """The prediction for one Pillow image (from :func:`logreg_mnist.images.open_image`)."""
-    prepared = prepare(image, raw=raw)
-    (result,) = predictions(model, [Input("image", prepared.features(), [prepared])])
-    return result, prepared
 
 
 def evaluate(model: LogisticRegression, data: Dataset) -> dict:

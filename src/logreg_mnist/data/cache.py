@@ -40,7 +40,8 @@ from pathlib import Path
 import numpy as np
 
 from .._files import publish
-from .fetch import MNIST_SHA256
+from .idx import idx_header
+from .known import MNIST_SHA256
 
 CACHE_DIR_NAME = ".logreg-mnist-cache"
 MANIFEST = "manifest.json"
@@ -48,11 +49,6 @@ FORMAT = "logreg-mnist-decoded/1"
 ENV_NO_CACHE = "LOGREG_MNIST_NO_CACHE"
 
 Reader = Callable[[Mapping[str, Path]], tuple[dict[str, np.ndarray], dict[str, str]]]
-
-
-def idx_header(shape: tuple[int, ...]) -> bytes:
-    """The IDX header of a uint8 array of ``shape``: magic ``00 00 08 ndim``, big-endian dims."""
-    return bytes([0, 0, 0x08, len(shape)]) + np.asarray(shape, dtype=">u4").tobytes()
 
 
 def content_digest(array: np.ndarray) -> str:

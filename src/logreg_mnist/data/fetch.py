@@ -35,22 +35,8 @@ from pathlib import Path
 from .._files import publish, temporary_file, write_all
 from ..errors import DataError, DownloadError, StorageError, safe_text, show_path
 from .idx import GZIP_MAGIC, is_gzip
+from .known import FILE_NAMES, MNIST_SHA256, MNIST_SIZES
 
-# SHA-256 of the decompressed (raw IDX) content of each file.
-MNIST_SHA256: dict[str, str] = {
-    "train-images-idx3-ubyte": "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
-    "train-labels-idx1-ubyte": "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
-    "t10k-images-idx3-ubyte": "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
-    "t10k-labels-idx1-ubyte": "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
-}
-# Bytes of the raw (decompressed) content of each file.
-MNIST_SIZES: dict[str, int] = {
-    "train-images-idx3-ubyte": 47_040_016,
-    "train-labels-idx1-ubyte": 60_008,
-    "t10k-images-idx3-ubyte": 7_840_016,
-    "t10k-labels-idx1-ubyte": 10_008,
-}
-FILE_NAMES = tuple(MNIST_SHA256)
 MAX_UNKNOWN_BYTES = 256 << 20  # raw size allowed for a file whose hash is not MNIST's
 
 _RAW_SIZE = {MNIST_SHA256[n]: MNIST_SIZES[n] for n in FILE_NAMES}

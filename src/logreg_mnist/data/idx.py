@@ -23,10 +23,12 @@ import hashlib
 import math
 import os
 import zlib
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
+import numpy.typing as npt
 
 from ..errors import IDXFormatError
 
@@ -177,11 +179,7 @@ def _read_raw(path: Path, size: int, kind: str | None, digest: bool) -> tuple[np
         array = np.memmap(path, dtype=dtype, mode="r", offset=len(header), shape=shape)
         if dtype.itemsize > 1:
             array = array.astype(dtype.newbyteorder("="))
-    hexdigest = None
-    if digest:
-        from .stream import file_sha256  # reads ahead while hashing: one pass costs max(read, hash)
-
-        hexdigest = file_sha256(path)
+    hexdigest = file_sha256(path) if digest else None  # one pass costs max(read, hash), not their sum
     return array, hexdigest
 
 
@@ -238,18 +236,59 @@ def content_sha256(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
+def file_sha256(path: str | os.PathLike, chunk: int = 8 << 20) -> str:
+    """SHA-256 of a file's bytes, the next chunk read while the current one is hashed.
+
+    Reads and hashing both release the GIL, so one pass over a large file takes about
+    the longer of reading it and hashing it, not their sum.
+    """
+    h = hashlib.sha256()
+    buffers = [bytearray(chunk), bytearray(chunk)]
+    with open(path, "rb", buffering=0) as f, ThreadPoolExecutor(1, thread_name_prefix="logreg-mnist-hash") as reader:
+        k = 0
+        pending = reader.submit(f.readinto, buffers[0])
+        while n := pending.result():
+            current, k = buffers[k], k ^ 1
+            pending = reader.submit(f.readinto, buffers[k])
+            h.update(memoryview(current)[:n])
+    return h.hexdigest()
+
+
+def idx_payload_bytes(path: str | os.PathLike) -> int:
+    """Bytes of data a gzip-compressed IDX file promises in its header; 0 for a raw file or
+    one whose header cannot be read (the IDX reader then reports what is wrong)."""
+    try:
+        if not is_gzip(path):
+            return 0
+        with gzip.open(path, "rb") as f:
+            dtype, shape, _ = _parse_header(f, Path(path), None)
+    except (OSError, EOFError, zlib.error, IDXFormatError):
+        return 0
+    return _promised_bytes(shape, dtype)
+
+
+def idx_header(shape: tuple[int, ...], dtype: npt.DTypeLike = np.uint8) -> bytes:
+    """The IDX header of an array of ``shape`` and ``dtype`` (any byte order): the magic
+    ``00 00 <type code> <number of dimensions>``, then one big-endian uint32 per dimension.
+
+    Raises:
+        ValueError: IDX has no type code for ``dtype``.
+    """
+    codes = {v.newbyteorder("="): k for k, v in IDX_DTYPES.items()}
+    native = np.dtype(dtype).newbyteorder("=")
+    if native not in codes:
+        raise ValueError(f"IDX cannot store dtype {dtype}; use one of {sorted(map(str, codes))}")
+    return bytes([0, 0, codes[native], len(shape)]) + np.asarray(shape, dtype=">u4").tobytes()
+
+
 def write_idx(path: str | os.PathLike, array: np.ndarray, *, compress: bool = False) -> None:
     """Write ``array`` as an IDX file (gzip-compressed when ``compress``).
 
     Used by the tests and by anyone making an MNIST-like directory of their own.
     """
     array = np.asarray(array)
-    codes = {np.dtype(v).newbyteorder("="): k for k, v in IDX_DTYPES.items()}
-    native = array.dtype.newbyteorder("=")
-    if native not in codes:
-        raise ValueError(f"IDX cannot store dtype {array.dtype}; use one of {sorted(map(str, codes))}")
-    header = bytes([0, 0, codes[native], array.ndim]) + np.asarray(array.shape, dtype=">u4").tobytes()
-    data = header + np.ascontiguousarray(array, dtype=IDX_DTYPES[codes[native]]).tobytes()
+    header = idx_header(array.shape, array.dtype)
+    data = header + np.ascontiguousarray(array, dtype=IDX_DTYPES[header[2]]).tobytes()
     opener = gzip.open if compress else open
     with opener(path, "wb") as f:
         f.write(data)

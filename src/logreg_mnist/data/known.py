@@ -1,5 +1,9 @@
 """Datasets recognised by the SHA-256 of their decompressed IDX files, with their class names.
 
+This module is the one place where the known datasets' digests (and MNIST's file
+sizes) are declared: the downloader (:mod:`.fetch`), the decoded cache
+(:mod:`.cache`) and the recognition below all read them from here.
+
 A directory whose four files all match one entry here gets that entry's identity
 (``"mnist"``, ``"fashion-mnist"``) and class names. Any other IDX directory keeps a
 fingerprint identity (``"idx-<16 hex digits>"``) and numeric class names, unless a
@@ -15,7 +19,23 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import DataError
-from .fetch import MNIST_SHA256
+
+# SHA-256 of the decompressed (raw IDX) content of each of MNIST's files.
+MNIST_SHA256: dict[str, str] = {
+    "train-images-idx3-ubyte": "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
+    "train-labels-idx1-ubyte": "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
+    "t10k-images-idx3-ubyte": "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
+    "t10k-labels-idx1-ubyte": "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
+}
+# Bytes of the raw (decompressed) content of each of MNIST's files.
+MNIST_SIZES: dict[str, int] = {
+    "train-images-idx3-ubyte": 47_040_016,
+    "train-labels-idx1-ubyte": 60_008,
+    "t10k-images-idx3-ubyte": 7_840_016,
+    "t10k-labels-idx1-ubyte": 10_008,
+}
+# The four IDX files of an MNIST-style directory (any dataset laid out as MNIST is).
+FILE_NAMES = tuple(MNIST_SHA256)
 
 CLASSES_FILE = "classes.txt"
 _MAX_NAME = 64  # characters per class name in classes.txt

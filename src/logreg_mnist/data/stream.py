@@ -239,24 +239,6 @@ class Rows:
             self._file.close()
 
 
-def file_sha256(path: str | os.PathLike, chunk: int = 8 << 20) -> str:
-    """SHA-256 of a file's bytes, the next chunk read while the current one is hashed.
-
-    Reads and hashing both release the GIL, so one pass over a large file takes about
-    the longer of reading it and hashing it, not their sum.
-    """
-    h = hashlib.sha256()
-    buffers = [bytearray(chunk), bytearray(chunk)]
-    with open(path, "rb", buffering=0) as f, ThreadPoolExecutor(1, thread_name_prefix="logreg-mnist-hash") as reader:
-        k = 0
-        pending = reader.submit(f.readinto, buffers[0])
-        while n := pending.result():
-            current, k = buffers[k], k ^ 1
-            pending = reader.submit(f.readinto, buffers[k])
-            h.update(memoryview(current)[:n])
-    return h.hexdigest()
-
-
 def resident_bytes(data, bytes_per_value: int) -> int:
     """Bytes an engine holds when every split of ``data`` is resident at that value size."""
     return sum(len(data.split(s)) for s in ("train", "valid", "test")) * data.n_features * bytes_per_value
@@ -276,23 +258,6 @@ def chunk_bytes_for(data, max_resident: int | None, bytes_per_value: int) -> int
 
 
 # --- gzip files too large to decompress in memory ------------------------------------------------
-
-def idx_payload_bytes(path: str | os.PathLike) -> int:
-    """Bytes of data a gzip-compressed IDX file promises in its header; 0 for a raw file or
-    one whose header cannot be read (the IDX reader then reports what is wrong)."""
-    import gzip
-
-    from .idx import _parse_header, _promised_bytes, is_gzip
-
-    try:
-        if not is_gzip(path):
-            return 0
-        with gzip.open(path, "rb") as f:
-            dtype, shape, _ = _parse_header(f, Path(path), None)
-    except (OSError, EOFError, zlib.error, IDXFormatError):
-        return 0
-    return _promised_bytes(shape, dtype)
-
 
 def decompressed_copy(path: str | os.PathLike, cache_dir: str | os.PathLike, *, progress: bool = True) -> Path:
     """An uncompressed copy of the gzip file ``path`` in ``cache_dir``, made once.

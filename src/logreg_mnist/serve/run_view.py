@@ -23,13 +23,12 @@ from typing import Any
 import numpy as np
 
 from .. import persistence as io
-from ..data.mnist import PIXEL_SCALE
+from ..data.pixels import PIXEL_SCALE, SIDE
 from ..errors import ModelFileError
 from ..images import open_image, prepare
 from ..model import LogisticRegression
 from ..run import class_names_for
 
-SIDE = 28  # the page draws 28x28 digits
 _SNAPSHOT_NAME = re.compile(r"epoch-(\d+)\.safetensors")
 _HISTORY_KEYS = ("epoch", "iteration", "train_nll", "valid_error", "test_error", "best_valid_error", "elapsed")
 
