@@ -27,8 +27,8 @@ import numpy as np
 from .data import Dataset, read_idx
 from .data.idx import GZIP_MAGIC
 from .data.pixels import BLANK_LEVEL, PIXEL_SCALE, SIDE
-from .errors import DataError
-from .images import MAX_BYTES, NotAnImageError, Prepared, open_image, prepare
+from .errors import DataError, NotAnImageError
+from .images import MAX_BYTES, Prepared, open_image, prepare
 from .model import LogisticRegression
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".jpe", ".gif", ".bmp", ".dib", ".tif", ".tiff", ".webp",
