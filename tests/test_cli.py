@@ -146,3 +146,32 @@ def test_module_entry_point_and_help_shows_defaults():
                      "(default: 5000)", "(default: 0.995)", "--dry-run", "--resume DIR"):
         assert expected in help_text, expected
     assert "(default: None)" not in help_text
+
+
+def test_train_and_sweep_take_the_same_flags_generated_from_the_config(capsys, monkeypatch):
+    from logreg_mnist.cli import build_parser
+    from logreg_mnist.config import HYPERPARAMETERS, SETTINGS
+
+    fixed = ["--preset", "tutorial", "--optimizer", "lbfgs", "--learning-rate", "0.5", "--batch-size", "20",
+             "--n-epochs", "3", "--patience", "7", "--patience-increase", "1.5", "--improvement-threshold", "0.9",
+             "--l1", "0.001", "--l2", "0.002", "--no-drop-last", "--init", "random", "--seed", "9", "--max-iter", "4",
+             "--snapshot-every", "2", "--dtype", "float64", "--engine", "numpy", "--threads", "2",
+             "--max-resident", "64M", "--data-dir", "somewhere", "--no-download"]
+    parser = build_parser()
+    train, sweep = vars(parser.parse_args(["train", *fixed])), vars(parser.parse_args(["sweep", *fixed]))
+    shared = {"preset", *HYPERPARAMETERS, "engine", "threads", "max_resident", "data_dir", "download"}
+    assert {k: train[k] for k in shared} == {k: sweep[k] for k in shared}
+    assert train["learning_rate"] == 0.5 and train["batch_size"] == 20 and train["drop_last"] is False
+    assert train["max_resident"] == "64M" and train["download"] is False
+    assert "dry_run" in train and "dry_run" not in sweep  # a mode of one run, not a setting to sweep
+    # the same help, with the declared default, on both commands (on lines wide enough not to break words)
+    monkeypatch.setenv("COLUMNS", "1000")
+    helps = []
+    for command in ("train", "sweep"):
+        with pytest.raises(SystemExit):
+            parser.parse_args([command, "--help"])
+        helps.append(" ".join(capsys.readouterr().out.split()))
+    for s in HYPERPARAMETERS.values():
+        shown = s.shown if s.shown is not None else s.default
+        assert all(f"{s.help} (default: {shown})" in h for h in helps), s.name
+    assert SETTINGS["dry_run"].help in helps[0] and "--dry-run" not in helps[1]

@@ -13,11 +13,11 @@ from logreg_mnist.plots import (
     confusion_counts,
     digits_figure,
     learning_curves_figure,
-    plot_run,
     save_figure,
     tile_raster_images,
     weights_figure,
 )
+from logreg_mnist.plots_from_files import plot_run
 
 
 def test_tile_raster_images_by_hand():
@@ -84,6 +84,14 @@ def test_plot_a_model_file_and_the_cli(tiny_run, tiny_dir, tmp_path, capsys, mon
     written = plot_run(tiny_run / "best.safetensors", data, tmp_path / "pics")
     assert sorted(p.name for p in written) == ["confusion.png", "confusion_normalized.png", "mistakes.png",
                                                "weights.png", "weights_diverging.png"]
+    # The command on the same model file: the data the model records, the same pictures, their paths printed.
+    capsys.readouterr()
+    assert main(["plot", str(tiny_run / "best.safetensors"), "--out", str(tmp_path / "cli")]) == 0
+    printed = capsys.readouterr().out.split()
+    assert printed == [str(tmp_path / "cli" / p.name) for p in written]
+    assert sorted(p.name for p in (tmp_path / "cli").iterdir()) == sorted(p.name for p in written)
+    for p in written:
+        assert _check_png(tmp_path / "cli" / p.name) == _check_png(p)
 
 
 def test_cli_plot_and_digits(cli_data_dir, tmp_path, capsys):

@@ -404,12 +404,12 @@ def test_seed_seeds_the_draw_and_each_trials_random_init():
 
 
 def test_best_is_a_copy_where_symlinks_fail(tmp_path, monkeypatch):
-    from logreg_mnist import sweep
+    from logreg_mnist.sweep.directory import point_best
 
     for name in ("001-a", "002-b"):
         (tmp_path / "trials" / name).mkdir(parents=True)
         (tmp_path / "trials" / name / "config.json").write_text(name)
-    sweep._point_best(tmp_path, "001-a")
+    point_best(tmp_path, "001-a")
     assert os.readlink(tmp_path / "best") == "trials/001-a"
 
     def no_symlinks(*args, **kwargs):
@@ -417,11 +417,11 @@ def test_best_is_a_copy_where_symlinks_fail(tmp_path, monkeypatch):
 
     monkeypatch.setattr(os, "symlink", no_symlinks)
     for name in ("002-b", "001-a"):  # over a link, then over a copy
-        sweep._point_best(tmp_path, name)
+        point_best(tmp_path, name)
         assert not (tmp_path / "best").is_symlink() and (tmp_path / "best" / "config.json").read_text() == name
     assert sorted(p.name for p in tmp_path.iterdir()) == ["best", "trials"]
     monkeypatch.undo()
-    sweep._point_best(tmp_path, "002-b")  # and back to a link over the copy
+    point_best(tmp_path, "002-b")  # and back to a link over the copy
     assert os.readlink(tmp_path / "best") == "trials/002-b"
 
 

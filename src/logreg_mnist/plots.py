@@ -1,10 +1,11 @@
-"""Pictures drawn from saved models and histories, never from inside training.
+"""Pictures as pure functions: from arrays, models and history rows to matplotlib figures.
 
-Every ``*_figure`` function returns a :class:`matplotlib.figure.Figure` built without
-pyplot, so it renders with no display and leaves a notebook's backend alone (a
-notebook shows the returned figure as it is). :func:`save_figure` writes PNG
-atomically. :func:`tile_raster_images` returns a uint8 array, like the tutorials'
-``utils.tile_raster_images``.
+Nothing here reads a run, a model file or a sweep: :mod:`logreg_mnist.plots_from_files`
+loads those and calls these builders. Every ``*_figure`` function returns a
+:class:`matplotlib.figure.Figure` built without pyplot, so it renders with no display
+and leaves a notebook's backend alone (a notebook shows the returned figure as it
+is). :func:`save_figure` writes PNG atomically. :func:`tile_raster_images` returns a
+uint8 array, like the tutorials' ``utils.tile_raster_images``.
 
 Classes are labelled by their names (``Dataset.class_names``, recorded in runs and
 model files): "digit 7" for MNIST, "Sneaker" for Fashion-MNIST. Every error shown
@@ -23,7 +24,7 @@ from matplotlib.colors import TwoSlopeNorm
 from matplotlib.figure import Figure
 
 from ._files import atomic_write_bytes
-from ._paths import check_output_dir, make_dir, writing
+from ._paths import writing
 from .data.pixels import PIXEL_SCALE, SIDE
 from .model import LogisticRegression
 
@@ -33,13 +34,16 @@ def class_label(name: str) -> str:
     return f"digit {name}" if name.isdigit() else name
 
 
-def _names(class_names: Sequence[str] | None, n: int) -> list[str]:
+def padded_names(class_names: Sequence[str] | None, n: int) -> list[str]:
+    """The first ``n`` class names, numbers (``"7"``) for those missing."""
     names = [str(c) for c in (class_names or [])][:n]
     return names + [str(i) for i in range(len(names), n)]
 
 
-def _of(n: int | None) -> str:
+def of_total(n: int | None) -> str:
+    """`` of 10,000`` for a count, nothing for None or 0."""
     return f" of {n:,}" if n else ""
+
 
 DIVERGING_CMAP = "RdBu_r"  # weights and evidence: red for a class, blue against, white at zero
 
@@ -113,7 +117,7 @@ def weights_figure(model: LogisticRegression, *, diverging: bool = False, title:
     """
     side = _image_side(model.n_in)
     n = model.n_out
-    names = _names(class_names, n)
+    names = padded_names(class_names, n)
     cols = min(5, n)
     rows = -(-n // cols)
     fig = Figure(figsize=(2.0 * cols + (1.0 if diverging else 0.2), 2.2 * rows + 0.6), layout="constrained")
@@ -172,8 +176,8 @@ def learning_curves_figure(rows: Sequence[dict], *, unit: str = "epoch", title: 
     ax_err.set_xlabel(unit)
     ax_err.set_ylabel("error (%)")
     ax_err.set_title("Validation and test error")
-    best_text = f"best {unit} {x[best]}: validation {valid[best]:.2f} %{_of(n_valid)}" + (
-        f", test {test[best]:.2f} %{_of(n_test)}" if np.isfinite(test[best]) else "")
+    best_text = f"best {unit} {x[best]}: validation {valid[best]:.2f} %{of_total(n_valid)}" + (
+        f", test {test[best]:.2f} %{of_total(n_test)}" if np.isfinite(test[best]) else "")
     for ax in (ax_nll, ax_err):
         ax.axvline(x[best], color="gray", linestyle="--", linewidth=1, label=best_text)
         ax.grid(alpha=0.3)
@@ -201,7 +205,7 @@ def confusion_matrix_figure(y_true: np.ndarray, y_pred: np.ndarray, n_classes: i
                             class_names: Sequence[str] | None = None) -> Figure:
     """The confusion matrix, rows true, columns predicted; counts, or each row as % of its class."""
     counts = confusion_counts(y_true, y_pred, n_classes)
-    names = _names(class_names, n_classes)
+    names = padded_names(class_names, n_classes)
     numeric = all(n.isdigit() for n in names)
     values = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1) * 100 if normalize else counts
     fig = Figure(figsize=(7.5, 6.5), layout="constrained")
@@ -237,7 +241,7 @@ def confident_mistakes_figure(model: LogisticRegression, images: np.ndarray, lab
                               class_names: Sequence[str] | None = None) -> Figure:
     """The ``n`` wrong predictions the model was most sure of, with true and predicted label."""
     side = _image_side(model.n_in)
-    names = _names(class_names, max(model.n_out, int(labels.max(initial=0)) + 1))
+    names = padded_names(class_names, max(model.n_out, int(labels.max(initial=0)) + 1))
     probs = model.p_y_given_x(images)
     pred = probs.argmax(axis=1)
     wrong = np.flatnonzero(pred != labels)
@@ -272,7 +276,7 @@ def snapshots_figure(snapshots: Sequence[tuple[int, LogisticRegression]], *, uni
         snapshots = [snapshots[i] for i in keep]
     side = _image_side(snapshots[0][1].n_in)
     n_out = snapshots[0][1].n_out
-    names = _names(class_names, n_out)
+    names = padded_names(class_names, n_out)
     limit = max(float(np.abs(m.W).max()) for _, m in snapshots) or 1.0
     fig = Figure(figsize=(1.3 * n_out + 1.6, 1.35 * len(snapshots) + 0.8), layout="constrained")
     axes = fig.subplots(len(snapshots), n_out, squeeze=False)
@@ -280,7 +284,8 @@ def snapshots_figure(snapshots: Sequence[tuple[int, LogisticRegression]], *, uni
     for r, (step, model) in enumerate(snapshots):
         for k in range(n_out):
             ax = axes[r, k]
-            image = ax.imshow(model.W[:, k].reshape(side, side), cmap=DIVERGING_CMAP, norm=TwoSlopeNorm(0.0, -limit, limit))
+            image = ax.imshow(model.W[:, k].reshape(side, side), cmap=DIVERGING_CMAP,
+                              norm=TwoSlopeNorm(0.0, -limit, limit))
             ax.set_xticks([])
             ax.set_yticks([])
             if r == 0:
@@ -299,7 +304,7 @@ def digits_figure(images: np.ndarray, labels: np.ndarray, *, indices: np.ndarray
     if len(images) == 0:
         raise ValueError("no digits to draw")
     side = _image_side(images.shape[1])
-    names = _names(class_names, int(np.max(labels)) + 1)
+    names = padded_names(class_names, int(np.max(labels)) + 1)
     cols = min(10, len(images))
     rows = -(-len(images) // cols)
     fig = Figure(figsize=(1.2 * cols, 1.35 * rows + 0.5), layout="constrained")
@@ -368,70 +373,6 @@ def predictions_figure(inputs: Sequence, results: Sequence, *, max_rows: int = M
     more = f" (first {len(rows)} of {total})" if total > len(rows) else ""
     fig.suptitle(f"Inputs, what the model sees, top 3 classes{more}", fontsize=10)
     return fig
-
-
-def plot_run(target: str | os.PathLike, data, out_dir: str | os.PathLike | None = None) -> list[Path]:
-    """Draw every picture for a run directory (or a single model file) as PNG files.
-
-    Args:
-        target: a run directory (its ``best.safetensors``, ``history.jsonl`` and
-            ``snapshots/`` are used), a model file (weights and test-set pictures), or a
-            sweep directory (:func:`plot_sweep`; ``data`` is not needed).
-        data: the :class:`~logreg_mnist.data.Dataset` for the test-set pictures (its
-            class names label every picture).
-        out_dir: where to write (default: ``plots/`` beside the model).
-
-    Returns:
-        The paths written.
-    """
-    from . import persistence as io
-    from .sweep import is_sweep_dir
-
-    target = Path(target)
-    if is_sweep_dir(target):
-        return plot_sweep(target, out_dir)
-    run_dir = target if target.is_dir() else None
-    model, meta = io.load_model(target)
-    optimizer = (meta.get("config") or {}).get("optimizer", "sgd")
-    unit = "epoch" if optimizer == "sgd" else "iteration"
-    out = Path(out_dir) if out_dir is not None else (run_dir or target.parent) / "plots"
-    make_dir(check_output_dir(out, "out_dir"), "out_dir")
-    names = _names(data.class_names, max(model.n_out, data.n_classes))
-    n_valid, n_test = meta.get("n_valid"), meta.get("n_test")
-    about = ""
-    if "epoch" in meta and meta.get("test_error") is not None:
-        about = (f" ({optimizer}, best at {unit} {meta['epoch']}: validation {meta['valid_error'] * 100:.2f} %"
-                 f"{_of(n_valid)}, test {meta['test_error'] * 100:.2f} %{_of(n_test)})")
-    written = [
-        save_figure(weights_figure(model, title=f"Weights W[:, k], each scaled to its own range{about}",
-                                   class_names=names), out / "weights.png"),
-        save_figure(weights_figure(model, diverging=True, class_names=names,
-                                   title=f"Weights W[:, k] on one scale centred on zero{about}"),
-                    out / "weights_diverging.png"),
-    ]
-    if run_dir is not None and (run_dir / io.HISTORY).is_file():
-        rows = io.read_history(run_dir)
-        if rows:
-            written.append(save_figure(learning_curves_figure(rows, unit=unit, title=f"Learning curves{about}",
-                                                              n_valid=n_valid, n_test=n_test),
-                                       out / "learning_curves.png"))
-    test = data.test
-    pred = model.predict(test.images)
-    n_classes = max(model.n_out, data.n_classes)
-    written.append(save_figure(confusion_matrix_figure(test.labels, pred, n_classes, class_names=names),
-                               out / "confusion.png"))
-    written.append(save_figure(confusion_matrix_figure(test.labels, pred, n_classes, normalize=True,
-                                                       class_names=names), out / "confusion_normalized.png"))
-    written.append(save_figure(confident_mistakes_figure(model, test.images, test.labels, class_names=names),
-                               out / "mistakes.png"))
-    snapshot_files = sorted((run_dir / io.SNAPSHOTS).glob("epoch-*.safetensors")) if run_dir else []
-    if snapshot_files:
-        snaps = []
-        for path in snapshot_files:
-            snap, snap_meta = io.load_model(path)
-            snaps.append((snap_meta.get("epoch", path.stem), snap))
-        written.append(save_figure(snapshots_figure(snaps, unit=unit, class_names=names), out / "snapshots.png"))
-    return written
 
 
 def sweep_figure(settings: dict[str, Sequence], valid_errors: Sequence[float], *, categorical: Sequence[str] = (),
@@ -508,43 +449,3 @@ def sweep_curves_figure(curves: Sequence[tuple[str, Sequence[dict]]], *, unit: s
     ax.legend(fontsize=8)
     fig.suptitle(title or f"Validation error of the best {len(curves)} trials")
     return fig
-
-
-def plot_sweep(sweep_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None, *,
-               n_best: int = 5) -> list[Path]:
-    """Draw a sweep: validation error against each swept setting, and the learning
-    curves of the best ``n_best`` trials overlaid.
-
-    Returns:
-        The paths written (under ``plots/`` in the sweep directory by default).
-    """
-    from . import persistence as io
-    from .sweep import TRIALS, format_value, load_plan, ranking, read_results
-
-    sweep_dir = Path(sweep_dir)
-    plan = load_plan(sweep_dir)
-    results = read_results(sweep_dir, plan)
-    if not results:
-        raise ValueError(f"{sweep_dir}: no trial has finished yet: nothing to draw")
-    out = Path(out_dir) if out_dir is not None else sweep_dir / "plots"
-    out.mkdir(parents=True, exist_ok=True)
-    ranked = ranking(plan, results)
-    done = [t for t in plan.trials if t.name in results]
-    ok = [t for t in ranked if results[t.name]["status"] == "ok"]
-    search = plan.search
-    categorical = list(plan.swept) if search.get("kind") == "grid" else list(search.get("choices") or {})
-    log_axes = [n for n, r in (search.get("ranges") or {}).items() if r[2] == "log"]
-    chosen = done.index(ok[0]) if ok else None
-    written = [save_figure(sweep_figure({n: [dict(t.settings)[n] for t in done] for n in plan.swept},
-                                        [results[t.name]["valid_error"] for t in done],
-                                        categorical=categorical, log_axes=log_axes, chosen=chosen),
-                           out / "sweep_validation_error.png")]
-    curves = []
-    for t in ok[:n_best]:
-        rows = io.read_history(sweep_dir / TRIALS / t.name)
-        label = " ".join(f"{k}={format_value(v)}" for k, v in t.settings)
-        curves.append((f"{t.index:03d} {label} ({results[t.name]['valid_error'] * 100:.3f} %)", rows))
-    if curves:
-        unit = "epoch" if plan.base.optimizer == "sgd" and "optimizer" not in plan.swept else "epoch / iteration"
-        written.append(save_figure(sweep_curves_figure(curves, unit=unit), out / "sweep_learning_curves.png"))
-    return written

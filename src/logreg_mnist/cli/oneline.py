@@ -13,7 +13,7 @@ import difflib
 import re
 import sys
 
-from .errors import EXIT_USER_ERROR
+from ..errors import EXIT_USER_ERROR
 
 
 class OneLineParser(argparse.ArgumentParser):
