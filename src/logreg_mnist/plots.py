@@ -137,7 +137,7 @@ def weights_figure(model: LogisticRegression, *, diverging: bool = False, title:
             ax.imshow(tile_raster_images(w.reshape(1, -1), (side, side), (1, 1), (0, 0)), cmap="gray",
                       vmin=0, vmax=255)
         ax.set_title(class_label(names[k]), fontsize=11)
-    if diverging:
+    if diverging and image is not None:
         bar = fig.colorbar(image, ax=axes, shrink=0.8)
         bar.set_label("weight  (red: evidence for the class, blue: against)")
     fig.suptitle(title or ("Weights W[:, k] on a shared scale centred on zero" if diverging
@@ -292,7 +292,8 @@ def snapshots_figure(snapshots: Sequence[tuple[int, LogisticRegression]], *, uni
                 ax.set_title(class_label(names[k]), fontsize=10)
             if k == 0:
                 ax.set_ylabel(f"{unit} {step}", fontsize=10)
-    fig.colorbar(image, ax=axes, shrink=0.6).set_label("weight (shared scale)")
+    if image is not None:
+        fig.colorbar(image, ax=axes, shrink=0.6).set_label("weight (shared scale)")
     fig.suptitle("Weights across training (red: evidence for the class, blue: against)")
     return fig
 

@@ -235,7 +235,7 @@ def load_inputs(paths: list[str | os.PathLike], n_in: int = SIDE * SIDE, *, raw:
             raise DataError(f"{name}: no such file") from None
         except OSError as e:
             raise DataError(f"{name}: cannot read the file: {e.strerror or e}") from None
-        suffix = path.suffix.lower()
+        suffix = Path(path).suffix.lower()
         if suffix == ".npy" or head.startswith(_NPY_MAGIC):
             arr = load_npy(path)
             features = _array_to_features(arr, name, n_in)

@@ -54,7 +54,7 @@ Reader = Callable[[Mapping[str, Path]], tuple[dict[str, np.ndarray], dict[str, s
 def content_digest(array: np.ndarray) -> str:
     """SHA-256 of the IDX content of a uint8 ``array``: its header, then its bytes in C order."""
     h = hashlib.sha256(idx_header(array.shape))
-    h.update(memoryview(np.ascontiguousarray(array)).cast("B"))
+    h.update(np.ascontiguousarray(array).data.cast("B"))
     return h.hexdigest()
 
 

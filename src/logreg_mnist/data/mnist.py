@@ -208,13 +208,16 @@ def _read_idx_files(paths: Mapping[str, Path], max_resident: int | None = None,
     A gzip images file larger than ``max_resident`` decompressed is read from an
     uncompressed copy of it (made once, in the cache), so that it can be memory-mapped.
     """
-    arrays, digests = {}, {}
+    arrays: Arrays = {}
+    digests: Digests = {}
     for name in FILE_NAMES:
         kind = "images" if "images" in name else "labels"
         path = paths[name]
         if max_resident is not None and kind == "images" and idx_payload_bytes(path) > max_resident:
             path = decompressed_copy(path, default_cache_dir().parent / "decompressed", progress=progress)
-        arrays[name], digests[name] = read_idx_with_digest(path, kind=kind)
+        arrays[name], digest = read_idx_with_digest(path, kind=kind)
+        assert digest is not None  # digest=True (the default) always computes one
+        digests[name] = digest
     return arrays, digests
 
 

@@ -124,7 +124,7 @@ class RowFile:
             raise DataError(f"{self.path}: the file changed size while it was in use: expected {self.size:,} "
                             f"bytes, found {size:,} (truncated or rewritten?); restart with the file complete")
         view = out[: stop - start]
-        buf = memoryview(view).cast("B")
+        buf = view.data.cast("B")
         position, done = self.offset + start * self.row_bytes, 0
         while done < len(buf):
             n = os.preadv(self._fd, [buf[done:]], position + done)
@@ -158,10 +158,12 @@ def file_rows(array: np.ndarray) -> RowFile | None:
     root = array
     while isinstance(root.base, np.ndarray):
         root = root.base
-    if not isinstance(root, np.memmap) or getattr(root, "filename", None) is None:
+    filename = getattr(root, "filename", None) if isinstance(root, np.memmap) else None
+    if filename is None:
         return None
+    offset = int(getattr(root, "offset", 0))
     shift = array.__array_interface__["data"][0] - root.__array_interface__["data"][0]
-    return RowFile(root.filename, root.offset + shift, array.shape[0], array.shape[1])
+    return RowFile(filename, offset + shift, array.shape[0], array.shape[1])
 
 
 class Rows:
@@ -215,17 +217,19 @@ class Rows:
         """
         size = min(size or self.chunk_rows, self.chunk_rows)
         starts = range(start, stop, size)
-        if not self.streamed:
+        if self._file is None:
+            assert self._pixels is not None  # resident: one of the two is set in __init__
             for a in starts:
                 yield a, self._pixels[a : min(a + size, stop)]
             return
         if not starts:
             return
+        file = self._file
         # One reader thread fills one buffer while the caller uses the other (the reads
         # release the GIL), so reading from a cold disk overlaps with training.
         with ThreadPoolExecutor(1, thread_name_prefix="logreg-mnist-read") as reader:
             def read(k: int):
-                return reader.submit(self._file.read, starts[k], min(starts[k] + size, stop), self._buffers[k % 2])
+                return reader.submit(file.read, starts[k], min(starts[k] + size, stop), self._buffers[k % 2])
 
             pending = read(0)
             for k, a in enumerate(starts):

@@ -13,6 +13,7 @@ import os
 import re
 import warnings
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -55,7 +56,7 @@ def open_image(source: str | os.PathLike | bytes, *, name: str | None = None) ->
         name = name or "<bytes>"
         if len(source) > MAX_BYTES:
             raise DataError(f"{name}: expected an image file of at most {MAX_BYTES:,} bytes, found {len(source):,}")
-        fp = io.BytesIO(bytes(source))
+        fp: BinaryIO = io.BytesIO(bytes(source))
     else:
         path = Path(source)
         name = name or show_path(path)

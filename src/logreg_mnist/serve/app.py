@@ -98,10 +98,11 @@ def create_app(view: RunView, *, max_body_bytes: int = MAX_BODY_BYTES, image_wor
             raise HTTPException(404, "no learning curves: serving a model file, or a run without history.jsonl")
         return Response(png, media_type="image/png", headers={"Cache-Control": "max-age=3600"})
 
-    async def http_error(request: Request, exc: HTTPException) -> Response:
+    async def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
         return JSONResponse({"error": exc.detail}, status_code=exc.status_code, headers=exc.headers)
 
-    async def project_error(request: Request, exc: LogregMnistError) -> Response:
+    async def project_error(request: Request, exc: Exception) -> Response:
         return JSONResponse({"error": str(exc)}, status_code=422)
 
     async def internal_error(request: Request, exc: Exception) -> Response:
@@ -126,7 +127,7 @@ def _is_loopback(host: str) -> bool:
         infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
     except socket.gaierror:
         return False
-    return all(ipaddress.ip_address(info[4][0].split("%")[0]).is_loopback for info in infos)
+    return all(ipaddress.ip_address(str(info[4][0]).split("%")[0]).is_loopback for info in infos)
 
 
 def bind(host: str, port: int) -> socket.socket:

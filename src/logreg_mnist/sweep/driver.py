@@ -117,7 +117,7 @@ def run_sweep(
         if not resume:  # the directory is made once the cluster is there
             out.mkdir(parents=True, exist_ok=True)
             atomic_write_text(out / PLAN, json.dumps(plan.to_dict(), indent=2) + "\n")
-        where = scheduler or f"a local cluster of {n_workers} worker process{'es' if n_workers > 1 else ''}"
+        where = scheduler or f"a local cluster of {n_workers} worker process{'es' if (n_workers or 0) > 1 else ''}"
         echo(f"sweep directory: {out}; {len(todo)} trial{'s' if len(todo) > 1 else ''} on {where}")
         if scheduler and not client.scheduler_info().get("workers"):
             echo(f"waiting for a worker to join {scheduler} (start one with: dask worker {scheduler})")
