@@ -230,7 +230,7 @@ def test_checkpoints_are_coalesced_and_resume_still_ends_where_a_run_ends(tmp_pa
     last finished epoch to resume from, and the resumed run ends as the uninterrupted one."""
     import importlib
 
-    train_module = importlib.import_module("logreg_mnist.train")
+    recorder_module = importlib.import_module("logreg_mnist.run.recorder")
     from logreg_mnist.persistence import read_history
     from logreg_mnist.reporting import Reporter
     from logreg_mnist.run import RunDir
@@ -243,7 +243,7 @@ def test_checkpoints_are_coalesced_and_resume_still_ends_where_a_run_ends(tmp_pa
     saves = []
     original = RunDir.save
     monkeypatch.setattr(RunDir, "save", lambda self, name, *a: (saves.append(name), original(self, name, *a)))
-    monkeypatch.setattr(train_module, "SAVE_INTERVAL", float("inf"))
+    monkeypatch.setattr(recorder_module, "SAVE_INTERVAL", float("inf"))
     data = _dataset(n_train=300)
     config = TrainConfig(batch_size=50, learning_rate=0.05, patience=60, n_epochs=30)
     ref_model, ref = train(data, config, tmp_path / "ref", engine="numpy")
