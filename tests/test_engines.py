@@ -14,7 +14,7 @@ import pytest
 from logreg_mnist.config import TrainConfig, preset
 from logreg_mnist.data import Dataset, Split
 from logreg_mnist.engines import available_engines, default_threads, make_engine, resolve
-from logreg_mnist.engines.base import ThreadChooser
+from logreg_mnist.engines.base import SGDSettings, ThreadChooser
 from logreg_mnist.engines.fused import available as fused_built
 from logreg_mnist.engines.numpy import NumpyEngine
 from logreg_mnist.errors import ConfigError
@@ -190,12 +190,19 @@ def test_fused_agrees_with_numpy_after_one_epoch_of_mnist(need_fused, real_mnist
     assert fused.count_errors("valid") == ref.count_errors("valid")
 
 
-def test_numpy_engine_is_the_reference_on_float_images():
-    data = _dataset()
-    engine = NumpyEngine(data, batch_size=50, learning_rate=0.1)
-    x = data.train.pixels[:50].astype(np.float32) / 256
+@pytest.mark.parametrize("layout", ["uint8_pixels", "float_images"])
+def test_numpy_engine_steps_exactly_as_the_reference_on_uint8_pixels_and_on_float_images(layout):
+    """The engine's first step is the reference's (cost_and_grad on the float images ``pixels / 256``),
+    to the bit: from uint8 pixels scaled as each minibatch is used, and from a dataset of float images."""
     from logreg_mnist.model import cost_and_grad
 
+    data = _dataset()
+    x = data.train.pixels[:50].astype(np.float32) / 256
+    if layout == "float_images":
+        data = Dataset(*(Split(labels=s.labels, _images=s.pixels.astype(np.float32) / 256) for s in
+                         (data.train, data.valid, data.test)), source=Path("f"), identity="floats")
+        assert data.train.pixels is None
+    engine = NumpyEngine(data, SGDSettings(batch_size=50, learning_rate=0.1))
     _, _, gW, gb = cost_and_grad(engine.W, engine.b, x, data.train.labels[:50])
     engine.train(range(1))
     np.testing.assert_array_equal(engine.W, -np.float32(0.1) * gW)
@@ -223,7 +230,7 @@ def test_checkpoints_are_coalesced_and_resume_still_ends_where_a_run_ends(tmp_pa
     last finished epoch to resume from, and the resumed run ends as the uninterrupted one."""
     import importlib
 
-    train_module = importlib.import_module("logreg_mnist.train")
+    recorder_module = importlib.import_module("logreg_mnist.run.recorder")
     from logreg_mnist.persistence import read_history
     from logreg_mnist.reporting import Reporter
     from logreg_mnist.run import RunDir
@@ -236,7 +243,7 @@ def test_checkpoints_are_coalesced_and_resume_still_ends_where_a_run_ends(tmp_pa
     saves = []
     original = RunDir.save
     monkeypatch.setattr(RunDir, "save", lambda self, name, *a: (saves.append(name), original(self, name, *a)))
-    monkeypatch.setattr(train_module, "SAVE_INTERVAL", float("inf"))
+    monkeypatch.setattr(recorder_module, "SAVE_INTERVAL", float("inf"))
     data = _dataset(n_train=300)
     config = TrainConfig(batch_size=50, learning_rate=0.05, patience=60, n_epochs=30)
     ref_model, ref = train(data, config, tmp_path / "ref", engine="numpy")

@@ -79,3 +79,20 @@ def test_bad_parameters_are_named():
         SoftmaxRegressionClassifier(solver="adam").fit(X, y)
     with pytest.raises(ValueError, match=r"needs samples of at least 2 classes; got 1 class"):
         SoftmaxRegressionClassifier().fit(X, np.zeros(4))
+
+
+@pytest.mark.parametrize("solver", ["cg", "lbfgs"])
+def test_a_full_batch_fit_scipy_does_not_call_converged_warns(digits, solver):
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+
+    X, y = digits
+    with pytest.warns(ConvergenceWarning, match=rf"{solver} failed to converge after 3 iteration\(s\): .+ "
+                                                r"Increase max_iter or scale the features\."):
+        clf = SoftmaxRegressionClassifier(solver=solver, max_iter=3).fit(X / 16, y)
+    assert clf.n_iter_ == 3
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)  # converged: no warning
+        clf = SoftmaxRegressionClassifier(solver=solver, l2=0.01, max_iter=1000).fit(X / 16, y)
+    assert clf.n_iter_ < 1000

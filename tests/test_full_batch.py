@@ -105,3 +105,25 @@ def test_resuming_a_full_batch_run_is_refused_and_keeps_it(tiny_data, tmp_path):
     with pytest.raises(ConfigError, match=r"a cg run cannot be continued"):
         train(tiny_data, config, tmp_path / "run", resume=True)
     assert (tmp_path / "run" / "history.jsonl").read_text() == before
+
+
+@pytest.mark.parametrize("optimizer", ["cg", "lbfgs"])
+def test_an_early_stop_without_success_is_not_called_converged(tiny_data, monkeypatch, optimizer, capsys):
+    from logreg_mnist.optimizers import full_batch
+    from logreg_mnist.reporting import ConsoleReporter
+
+    config = TrainConfig(optimizer=optimizer, max_iter=15)
+    real = full_batch.minimize
+    # SciPy stops after 2 of the 15 iterations allowed, without success (as CG does on a loss of precision)
+    monkeypatch.setattr(full_batch, "minimize", lambda *a, **k: real(*a, **{**k, "max_iter": 2}))
+    _, history = train(tiny_data, config, reporter=ConsoleReporter())
+    assert history.stopped_by == "stopped" and history.epochs == 2
+    out = capsys.readouterr().out.splitlines()
+    prefix = f"{optimizer} stopped after 2 of at most 15 iterations without converging: "
+    assert out[-3].startswith(prefix) and len(out[-3]) > len(prefix) + 10  # SciPy's reason
+    assert out[-2].startswith("Optimization complete with best validation score of")
+    monkeypatch.undo()
+    _, history = train(tiny_data, config.replace(max_iter=3), reporter=ConsoleReporter())
+    assert history.stopped_by == "max_iter" and "without converging" not in capsys.readouterr().out
+    _, history = train(tiny_data, config.replace(max_iter=1000, l2=0.05))
+    assert history.stopped_by == "converged" and history.epochs < 1000

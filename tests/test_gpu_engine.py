@@ -13,9 +13,10 @@ import pytest
 
 from logreg_mnist import load_mnist, preset, train
 from logreg_mnist.cli import main
+from logreg_mnist.engines import make_engine
+from logreg_mnist.engines.base import SGDSettings
 from logreg_mnist.engines.numpy import NumpyEngine
 from logreg_mnist.errors import ConfigError
-from logreg_mnist.engines import make_engine
 
 from .conftest import write_dataset
 
@@ -47,8 +48,8 @@ def data(tmp_path_factory):
 def _engines(data, dtype=np.float32, **gpu_kwargs):
     from logreg_mnist.engines.gpu import GpuEngine
 
-    kwargs = dict(batch_size=B, learning_rate=0.13, l1=1e-4, l2=1e-3, dtype=dtype)
-    return NumpyEngine(data, **kwargs), GpuEngine(data, platform="cpu", **kwargs, **gpu_kwargs)
+    settings = SGDSettings(batch_size=B, learning_rate=0.13, l1=1e-4, l2=1e-3, dtype=dtype)
+    return NumpyEngine(data, settings), GpuEngine(data, settings, platform="cpu", **gpu_kwargs)
 
 
 def test_gpu_engine_agrees_with_the_reference_after_each_chunk(data):
@@ -85,7 +86,7 @@ def test_chunks_copied_to_the_device_give_the_resident_result(data):
     config = preset("default", batch_size=B, n_epochs=3, patience=10)
     # each buffer: 60 rows, rounded down to 1 minibatch for training; the evaluation chunks
     # of 60 rows end inside a minibatch
-    chunked = GpuEngine(data, batch_size=B, learning_rate=0.13, platform="cpu", max_resident=6 * 60 * 784)
+    chunked = GpuEngine(data, SGDSettings(batch_size=B, learning_rate=0.13), platform="cpu", max_resident=6 * 60 * 784)
     assert chunked.chunked and chunked._rows["train"].streamed and chunked._rows["train"].chunk_rows == B
     assert chunked._rows["valid"].streamed and chunked._rows["valid"].chunk_rows == 60
     resident = make_engine("gpu", data, config)
@@ -132,7 +133,7 @@ def test_engine_gpu_without_a_gpu_is_a_clear_user_error(data, monkeypatch, tmp_p
     with pytest.raises(ConfigError, match=r"--engine gpu: expected a GPU, found JAX devices: cpu; install the CUDA "
                                           r"build with pip install 'logreg-mnist\[gpu\]' \(and an NVIDIA driver\), "
                                           r"or use --engine auto"):
-        GpuEngine(data, batch_size=B, learning_rate=0.13)
+        GpuEngine(data, SGDSettings(batch_size=B, learning_rate=0.13))
     argv = ["train", "--data-dir", str(cli_data_dir), "--engine", "gpu", "--dry-run", "--no-progress"]
     assert main(argv) == 2
     err = capsys.readouterr().err
@@ -149,7 +150,7 @@ def test_engine_gpu_without_jax_is_a_clear_user_error(data, monkeypatch):
     monkeypatch.setattr(gpu, "jax_installed", lambda: False)
     with pytest.raises(ConfigError, match=r"--engine gpu: expected JAX, found it is not installed; "
                                           r"pip install 'logreg-mnist\[gpu\]'"):
-        gpu.GpuEngine(data, batch_size=B, learning_rate=0.13)
+        gpu.GpuEngine(data, SGDSettings(batch_size=B, learning_rate=0.13))
     assert gpu.gpu_available() is False
 
 

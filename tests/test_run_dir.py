@@ -184,7 +184,7 @@ def test_ctrl_c_while_importing_exits_130_quietly(cli_data_dir):
 def _disk_fills_after(monkeypatch, n_writes: int):
     """Every write after the first ``n_writes`` files or lines fails with ENOSPC (models are
     written at every epoch, not coalesced, so that the count is the same on any machine)."""
-    monkeypatch.setattr(importlib.import_module("logreg_mnist.train"), "SAVE_INTERVAL", 0.0)
+    monkeypatch.setattr(importlib.import_module("logreg_mnist.run.recorder"), "SAVE_INTERVAL", 0.0)
     count = [0]
     real = _files.write_all
 
@@ -283,3 +283,48 @@ def test_a_cg_run_is_not_offered_a_resume(cli_data_dir, tmp_path, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert "already holds a run that cannot be continued" in err and "--resume" not in err
+
+
+def test_a_directory_is_locked_once_a_run_not_again_by_its_own_thread(tmp_path):
+    out = tmp_path / "run"
+    with RunDir(out).owned():
+        with pytest.raises(RunBusyError, match=rf"{re.escape(str(out))} is in use by a run of this thread, which "
+                                               rf"owns it already \(pid {os.getpid()}\)"), RunDir(out).owned():
+            pass
+        assert (out / ".lock").is_file(), "the refused second hold leaves the first one as it was"
+        holder = subprocess.run([sys.executable, "-c", HOLD, str(out)], capture_output=True, text=True, input="",
+                                check=False)
+        assert holder.returncode != 0 and f"pid {os.getpid()}" in holder.stderr
+    with RunDir(out).owned():  # released: the next run takes it
+        pass
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "cg"])
+def test_train_owns_and_checks_the_directory_once_and_records_the_data_once(tiny_data, tmp_path, monkeypatch,
+                                                                            optimizer):
+    recorder = importlib.import_module("logreg_mnist.run.recorder")
+    calls = {"owned": 0, "data_record": 0}
+    owned, data_record = RunDir.owned, recorder.data_record
+
+    def counting_owned(self):
+        calls["owned"] += 1
+        return owned(self)
+
+    def counting_data_record(*args):
+        calls["data_record"] += 1
+        return data_record(*args)
+
+    monkeypatch.setattr(RunDir, "owned", counting_owned)
+    monkeypatch.setattr(recorder, "data_record", counting_data_record)
+    monkeypatch.setattr(recorder, "SAVE_INTERVAL", 0.0)  # every best model written
+    out = tmp_path / "run"
+    config = TrainConfig(optimizer=optimizer, batch_size=20, n_epochs=6, max_iter=6, snapshot_every=1)
+    train(tiny_data, config, out)
+    assert calls == {"owned": 1, "data_record": 1}
+    record = {k: v for k, v in json.loads((out / "config.json").read_text()).items() if k not in ("config", "engine")}
+    assert record["dataset"] == tiny_data.identity and record["n_valid"] == 20
+    files = [out / "best.safetensors", *sorted((out / "snapshots").iterdir())]
+    assert len(files) == 7
+    for path in files:
+        meta = load_model(path)[1]
+        assert {k: meta[k] for k in record} == record, path

@@ -11,6 +11,7 @@ import pytest
 from logreg_mnist import load_mnist, preset, train
 from logreg_mnist.cli import main
 from logreg_mnist.data.stream import Rows, chunk_bytes_for, file_rows, parse_size
+from logreg_mnist.engines.base import SGDSettings
 from logreg_mnist.engines.numpy import NumpyEngine
 from logreg_mnist.engines.chunked import ChunkedNumpyEngine
 from logreg_mnist.errors import ConfigError, DataError
@@ -98,8 +99,9 @@ def test_chunked_training_is_identical_to_training_in_memory(raw_data, tutorial)
 
 
 def test_chunked_engine_counts_like_the_reference_after_each_minibatch(raw_data):
-    kwargs = dict(batch_size=B, learning_rate=0.13)
-    ref, chunked = NumpyEngine(raw_data, **kwargs), ChunkedNumpyEngine(raw_data, chunk_bytes=125 * 784, **kwargs)
+    settings = SGDSettings(batch_size=B, learning_rate=0.13)
+    ref, chunked = NumpyEngine(raw_data, settings), ChunkedNumpyEngine(raw_data, settings, max_resident=BUDGET)
+    assert chunked._rows["valid"].chunk_rows == 125  # chunks of 125 * 784 bytes
     for batches in (range(0, 1), range(1, 5), range(5, 19)):  # ends with the short minibatch of 7
         assert chunked.train(batches) == ref.train(batches)
         for split in ("valid", "test"):
@@ -110,7 +112,7 @@ def test_chunked_engine_counts_like_the_reference_after_each_minibatch(raw_data)
 def test_a_file_truncated_while_training_is_a_clear_error(tmp_path):
     write_dataset(tmp_path, n_train=400, n_test=60, compress=False, seed=2)
     data = load_mnist(tmp_path, download=False, valid_size=100, progress=False)
-    engine = ChunkedNumpyEngine(data, chunk_bytes=60 * 784, batch_size=B, learning_rate=0.13)
+    engine = ChunkedNumpyEngine(data, SGDSettings(batch_size=B, learning_rate=0.13), max_resident=6 * 60 * 784)
     engine.train(range(0, 2))
     path = tmp_path / "train-images-idx3-ubyte"
     size = path.stat().st_size

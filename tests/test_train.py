@@ -11,6 +11,7 @@ import pytest
 
 from logreg_mnist import TrainConfig, load_model, preset, save_model, train
 from logreg_mnist.early_stopping import EarlyStopping
+from logreg_mnist.engines.base import SGDSettings
 from logreg_mnist.engines.numpy import NumpyEngine
 from logreg_mnist.errors import ConfigError, ModelFileError, TrainingDivergedError
 from logreg_mnist.persistence import read_history
@@ -19,6 +20,8 @@ from logreg_mnist.reporting import ConsoleReporter, Reporter
 
 class ScriptedEngine:
     """An engine whose validation errors follow a script; it records the minibatches it trains."""
+
+    name, threads = "scripted", 1
 
     def __init__(self, n_train_batches, valid_errors, test_error=0.25):
         self.n_train_batches = n_train_batches
@@ -173,9 +176,9 @@ def test_run_directory_contents(tiny_data, tmp_path):
 
 
 def test_drop_last_counts_whole_batches_only(tiny_data):
-    engine = NumpyEngine(tiny_data, batch_size=30, learning_rate=0.1, drop_last=True)
+    engine = NumpyEngine(tiny_data, SGDSettings(batch_size=30, learning_rate=0.1, drop_last=True))
     assert engine.n_train_batches == 3 and engine.count_errors("test")[1] == 30
-    engine = NumpyEngine(tiny_data, batch_size=30, learning_rate=0.1, drop_last=False)
+    engine = NumpyEngine(tiny_data, SGDSettings(batch_size=30, learning_rate=0.1, drop_last=False))
     assert engine.n_train_batches == 4 and engine.count_errors("test")[1] == 40
 
 
@@ -227,7 +230,7 @@ class _PoisonedEngine(NumpyEngine):
 
 def test_non_finite_parameters_stop_training_and_keep_the_best_model(tiny_data, tmp_path):
     config = TrainConfig(batch_size=20, n_epochs=30)
-    engine = _PoisonedEngine(tiny_data, batch_size=20, learning_rate=0.13)
+    engine = _PoisonedEngine(tiny_data, SGDSettings(batch_size=20, learning_rate=0.13))
     with pytest.raises(TrainingDivergedError, match=r"diverged in epoch 4 .* is kept in .*best\.safetensors"):
         train(tiny_data, config, tmp_path / "run", engine=engine)
     model, meta = load_model(tmp_path / "run" / "best.safetensors")

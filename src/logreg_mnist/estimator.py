@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import math
 import numbers
+import warnings
+from typing import ClassVar
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import train_test_split
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
@@ -34,7 +37,9 @@ class SoftmaxRegressionClassifier(ClassifierMixin, BaseEstimator):
     l1, l2 : float, default=0.0
         Coefficients of ``sum|W|`` and ``sum W**2``; ``b`` is not penalised.
     max_iter : int, default=100
-        Most SGD epochs, or most cg / lbfgs iterations.
+        Most SGD epochs, or most cg / lbfgs iterations. A cg or lbfgs fit that SciPy
+        does not report converged (this limit reached, or stopped early) warns with
+        ``sklearn.exceptions.ConvergenceWarning``, saying SciPy's reason.
     early_stopping : bool, default=False
         scikit-learn's convention: hold out ``validation_fraction`` of the training
         data (stratified), score it after every epoch (or iteration), keep the
@@ -75,7 +80,7 @@ class SoftmaxRegressionClassifier(ClassifierMixin, BaseEstimator):
     True
     """
 
-    _parameter_constraints: dict = {
+    _parameter_constraints: ClassVar[dict] = {
         "solver": [StrOptions({"sgd", "cg", "lbfgs"})],
         "learning_rate": [Interval(numbers.Real, 0, None, closed="neither")],
         "batch_size": [Interval(numbers.Integral, 1, None, closed="left")],
@@ -95,18 +100,12 @@ class SoftmaxRegressionClassifier(ClassifierMixin, BaseEstimator):
         early_stopping=False, validation_fraction=0.1, n_iter_no_change=5, tol=1e-4, shuffle=True,
         random_state=None,
     ):
-        self.solver = solver
-        self.learning_rate = learning_rate
-        self.batch_size = batch_size
-        self.l1 = l1
-        self.l2 = l2
-        self.max_iter = max_iter
-        self.early_stopping = early_stopping
-        self.validation_fraction = validation_fraction
-        self.n_iter_no_change = n_iter_no_change
-        self.tol = tol
-        self.shuffle = shuffle
-        self.random_state = random_state
+        # scikit-learn's convention: the arguments stored as given, under their own names
+        self.solver, self.max_iter, self.tol = solver, max_iter, tol  # the optimiser and when it stops
+        self.learning_rate, self.batch_size, self.shuffle = learning_rate, batch_size, shuffle  # SGD's steps
+        self.l1, self.l2 = l1, l2  # the penalties
+        self.early_stopping, self.validation_fraction = early_stopping, validation_fraction
+        self.n_iter_no_change, self.random_state = n_iter_no_change, random_state
 
     def fit(self, X, y):
         """Fit on X (n_samples, n_features) and labels y (n_samples,). Returns self."""
@@ -181,6 +180,9 @@ class SoftmaxRegressionClassifier(ClassifierMixin, BaseEstimator):
         result = minimize(X, y, n_classes, method=self.solver, max_iter=self.max_iter, l1=self.l1, l2=self.l2,
                           theta0=pack(np.zeros((n_in, n_classes)), np.zeros(n_classes)),
                           callback=keep_best if self.early_stopping else None)
+        if not result.success:
+            warnings.warn(f"{self.solver} failed to converge after {result.nit} iteration(s): {result.message} "
+                          "Increase max_iter or scale the features.", ConvergenceWarning, stacklevel=3)
         theta = best["theta"] if best["theta"] is not None else result.x
         W, b = unpack(theta, n_in, n_classes)
         return W.copy(), b.copy(), int(result.nit)

@@ -26,8 +26,8 @@ import numpy as np
 from safetensors import SafetensorError, safe_open
 from safetensors.numpy import load_file, save
 
-from ._version import __version__
 from ._files import append_bytes, atomic_write_bytes
+from ._version import __version__
 from .errors import ModelFileError
 from .model import LogisticRegression
 

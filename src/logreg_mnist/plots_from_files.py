@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from . import persistence as io
+from . import persistence
 from ._paths import check_output_dir, make_dir
 from .plots import (
     confident_mistakes_figure,
@@ -45,7 +45,7 @@ def plot_run(target: str | os.PathLike, data, out_dir: str | os.PathLike | None 
     if is_sweep_dir(target):
         return plot_sweep(target, out_dir)
     run_dir = target if target.is_dir() else None
-    model, meta = io.load_model(target)
+    model, meta = persistence.load_model(target)
     optimizer = (meta.get("config") or {}).get("optimizer", "sgd")
     unit = "epoch" if optimizer == "sgd" else "iteration"
     out = Path(out_dir) if out_dir is not None else (run_dir or target.parent) / "plots"
@@ -63,8 +63,8 @@ def plot_run(target: str | os.PathLike, data, out_dir: str | os.PathLike | None 
                                    title=f"Weights W[:, k] on one scale centred on zero{about}"),
                     out / "weights_diverging.png"),
     ]
-    if run_dir is not None and (run_dir / io.HISTORY).is_file():
-        rows = io.read_history(run_dir)
+    if run_dir is not None and (run_dir / persistence.HISTORY).is_file():
+        rows = persistence.read_history(run_dir)
         if rows:
             written.append(save_figure(learning_curves_figure(rows, unit=unit, title=f"Learning curves{about}",
                                                               n_valid=n_valid, n_test=n_test),
@@ -78,11 +78,11 @@ def plot_run(target: str | os.PathLike, data, out_dir: str | os.PathLike | None 
                                                        class_names=names), out / "confusion_normalized.png"))
     written.append(save_figure(confident_mistakes_figure(model, test.images, test.labels, class_names=names),
                                out / "mistakes.png"))
-    snapshot_files = sorted((run_dir / io.SNAPSHOTS).glob("epoch-*.safetensors")) if run_dir else []
+    snapshot_files = sorted((run_dir / persistence.SNAPSHOTS).glob("epoch-*.safetensors")) if run_dir else []
     if snapshot_files:
         snaps = []
         for path in snapshot_files:
-            snap, snap_meta = io.load_model(path)
+            snap, snap_meta = persistence.load_model(path)
             snaps.append((snap_meta.get("epoch", path.stem), snap))
         written.append(save_figure(snapshots_figure(snaps, unit=unit, class_names=names), out / "snapshots.png"))
     return written
@@ -116,7 +116,7 @@ def plot_sweep(sweep_dir: str | os.PathLike, out_dir: str | os.PathLike | None =
                            out / "sweep_validation_error.png")]
     curves = []
     for t in ok[:n_best]:
-        rows = io.read_history(sweep_dir / TRIALS / t.name)
+        rows = persistence.read_history(sweep_dir / TRIALS / t.name)
         label = " ".join(f"{k}={format_value(v)}" for k, v in t.settings)
         curves.append((f"{t.index:03d} {label} ({results[t.name]['valid_error'] * 100:.3f} %)", rows))
     if curves:

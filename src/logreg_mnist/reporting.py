@@ -28,6 +28,14 @@ def percent(error: float | None, n: int | None = None, digits: int = 6) -> str:
     return f"{error * 100.0:.{digits}f} %" + (f" of {n:,}" if n else "")
 
 
+def completion(history: Any) -> str:
+    """The chapter's closing line for a run's :class:`~logreg_mnist.run.History`: its best
+    validation error and the test error there, each with its denominator."""
+    best = percent(history.best_valid_error, history.n_valid)
+    return f"Optimization complete with best validation score of {best}, with test performance " \
+           f"{percent(history.test_error, history.n_test)}"
+
+
 class Reporter:
     """Silent base: the training driver calls these hooks; subclasses print.
 

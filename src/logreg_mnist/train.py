@@ -6,11 +6,14 @@ minibatches, the test error measured and the model saved at each new best,
 geometric patience. The arithmetic is delegated to an engine
 (:mod:`logreg_mnist.engines`); the full-batch optimisers live in
 :mod:`logreg_mnist.optimizers`.
+
+:func:`train` owns the run directory: it takes its lock once, checks it, makes the
+engine, and runs SGD (here) or a full-batch optimiser inside the lock; either
+writes the run through one :class:`~logreg_mnist.run.RunRecorder`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import os
@@ -21,19 +24,18 @@ from typing import Any
 
 import numpy as np
 
-from . import persistence as io
+from ._paths import check_output_dir
 from .config import TrainConfig, validation_frequency
 from .data import Dataset
 from .early_stopping import EarlyStopping
 from .engines import Engine, make_engine
-from .errors import ConfigError, LogregMnistError, ModelFileError, TrainingDivergedError
+from .errors import ConfigError, ModelFileError, TrainingDivergedError
 from .model import LogisticRegression
-from .reporting import Reporter, percent
-from ._paths import check_output_dir
-from .run import History, RunDir, check_run_target, clear_run, model_meta, scored_counts
+from .persistence import BEST, CHECKPOINT, CONFIG, load_model, read_history
+from .reporting import Reporter, completion, percent
+from .run import History, RunDir, RunRecorder, check_run_target, clear_run
 
-
-SAVE_INTERVAL = 2.0  # seconds between writes of the best model and the checkpoint (see _Saver)
+__all__ = ["History", "initial_params", "load_run_config", "train"]
 
 
 @dataclass
@@ -74,6 +76,8 @@ def _limit_blas(threads: int | None):
 
 
 def initial_params(data: Dataset, config: TrainConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Where a new SGD run starts: ``W`` (n_features, n_classes) and ``b`` (n_classes,) in
+    ``config.dtype``, zeros or small random values as ``config.init`` says."""
     model = LogisticRegression(data.n_features, data.n_classes, init=config.init, seed=config.seed,
                                dtype=config.dtype)
     return model.W, model.b
@@ -137,51 +141,50 @@ def train(
         if resume and overwrite:
             raise ConfigError("out_dir: resume and overwrite exclude each other")
         check_output_dir(out_dir, "out_dir")  # before the directory is created
-    with RunDir(out_dir).owned():  # one process per run directory, from the first read to the end
+    run = RunDir(out_dir)
+    with run.owned():  # one process per run directory, from the first read to the end
         if out_dir is not None:
             check_run_target(out_dir, resume=resume, overwrite=overwrite)  # again, under the lock
-        if config.optimizer == "sgd" and isinstance(engine, str):
-            # before a run is cleared: an engine that cannot run here leaves the old run as it was
-            engine = make_engine(engine, data, config, threads=threads, max_resident=max_resident)
-        if out_dir is not None and overwrite:
-            clear_run(Path(out_dir))
-        return _train(data, config, out_dir, reporter, resume, engine, threads)
-
-
-def _train(data: Dataset, config: TrainConfig, out_dir, reporter: Reporter, resume: bool,
-           engine: str | Engine, threads: int | None) -> tuple[LogisticRegression, History]:
-    if config.optimizer != "sgd":
-        if resume:
-            kept = RunDir(out_dir).kept() if out_dir is not None else "nothing"
+        if config.optimizer != "sgd" and resume:
+            kept = run.kept() if out_dir is not None else "nothing"
             raise ConfigError(f"resume: a {config.optimizer} run cannot be continued (SciPy's optimiser state "
                               f"is not saved); kept: {kept}; start a new run")
-        from .optimizers import train_full_batch  # SciPy, loaded only for cg and lbfgs
+        sgd_engine = None
+        if config.optimizer == "sgd":
+            # before a run is cleared: an engine that cannot run here leaves the old run as it was
+            sgd_engine = make_engine(engine, data, config, threads=threads, max_resident=max_resident) \
+                if isinstance(engine, str) else engine
+        if out_dir is not None and overwrite:
+            clear_run(Path(out_dir))
+        if sgd_engine is None:
+            from .optimizers.full_batch import run_full_batch  # SciPy, loaded only for cg and lbfgs
 
-        return train_full_batch(data, config, out_dir, reporter=reporter)
-    run = RunDir(out_dir)
-    n_batches = engine.n_train_batches  # (an SGD run's engine is made by train())
+            return run_full_batch(data, config, run, reporter)
+        return _run_sgd(data, config, run, reporter, resume, sgd_engine)
+
+
+def _run_sgd(data: Dataset, config: TrainConfig, run: RunDir, reporter: Reporter, resume: bool,
+             engine: Engine) -> tuple[LogisticRegression, History]:
+    """The chapter's SGD with early stopping, recorded in ``run`` (owned by the caller)."""
+    n_batches = engine.n_train_batches
     frequency = validation_frequency(n_batches, config.patience)
-    n_valid, n_test = scored_counts(data, config)
-    history = History(n_valid=n_valid, n_test=n_test)
-
     resumed = _load_checkpoint(run, data, config, reporter) if resume else None
     if resumed is not None:
         state, rows, best = resumed
         engine.set_params(*best.pop("current"))
-        history.rows = rows
     else:
         state = _State(stopper=EarlyStopping(config.patience, config.patience_increase,
                                              config.improvement_threshold))
         engine.set_params(*initial_params(data, config))
-        best = {}
-    run.create(config, data, history.rows, engine=getattr(engine, "name", type(engine).__name__))
+        rows, best = None, {}
+    recorder = RunRecorder(run, config, data, rows=rows, engine=engine.name)
+    n_valid, n_test = recorder.history.n_valid, recorder.history.n_test
     best_params = best.get("params") or engine.get_params()
     stopper = state.stopper
     started = time.perf_counter() - state.elapsed
     reporter.begin(config, data, n_valid, n_test, n_batches)
     reporter.start(stopper.stop_iteration(0) + 1, "training")
-    blas = _limit_blas(getattr(engine, "threads", None) or threads)
-    saver = _Saver(run)
+    blas = _limit_blas(engine.threads)
     try:
         while state.epoch < config.n_epochs and not state.done:
             # train: one epoch, in chunks that end where a validation or the stop falls
@@ -214,9 +217,8 @@ def _train(data: Dataset, config: TrainConfig, out_dir, reporter: Reporter, resu
                         reporter.test(epoch, minibatch, n_batches, test_error)
                         # checkpoint the best model
                         best_params = engine.get_params()
-                        saver.best(*best_params, model_meta(
-                            config, data, epoch=epoch, iteration=last, valid_error=valid_error,
-                            test_error=test_error))
+                        recorder.best(*best_params, epoch=epoch, iteration=last, valid_error=valid_error,
+                                      test_error=test_error)
 
                 # termination
                 reporter.progress(last + 1, stopper.stop_iteration(last) + 1)
@@ -224,87 +226,39 @@ def _train(data: Dataset, config: TrainConfig, out_dir, reporter: Reporter, resu
                     state.done = True
                     break
 
+            # record: the epoch's row, a snapshot when asked for, the checkpoint
             state.elapsed = time.perf_counter() - started
             row = {"epoch": epoch, "iteration": state.iteration + 1, "train_nll": nll_sum / max(count, 1),
                    "valid_error": valid_error, "test_error": test_error,
                    "best_valid_error": stopper.best_loss, "elapsed": round(state.elapsed, 4)}
-            history.rows.append(row)
-            run.append_history(row)
+            recorder.row(row)
             reporter.epoch_end(row)
             W, b = engine.get_params()
-            if config.snapshot_every and epoch % config.snapshot_every == 0:
-                run.save(f"{io.SNAPSHOTS}/epoch-{epoch:04d}.safetensors", W, b,
-                         model_meta(config, data, epoch=epoch, iteration=state.iteration,
-                                     valid_error=valid_error))
-            saver.checkpoint(W, b, {"state": state.to_dict(), "dataset": data.identity,
-                                    "config": config.to_dict()}, final=state.done or state.epoch >= config.n_epochs)
+            recorder.snapshot(W, b, epoch=epoch, iteration=state.iteration, valid_error=valid_error)
+            recorder.checkpoint(W, b, state.to_dict(), final=state.done or state.epoch >= config.n_epochs)
     except Exception:
         # A divergence, a data file that changed, a full disk: keep the last good best model
         # and the last finished epoch's checkpoint where they can still be written.
-        with contextlib.suppress(LogregMnistError, OSError):
-            saver.flush()
+        recorder.failed()
         raise
     except KeyboardInterrupt:
-        saver.flush()
+        line = recorder.interrupted(state.epoch)
         reporter.close()
-        if run.path is not None:
-            reporter.message(run.interrupted(state.epoch))
+        if line is not None:
+            reporter.message(line)
         raise
     finally:
         blas.restore_original_limits()
         reporter.close()
 
-    history.best_valid_error = stopper.best_loss
-    history.test_error = state.test_error
-    history.best_epoch = state.best_epoch
-    history.best_iteration = stopper.best_iteration
-    history.epochs = state.epoch
-    history.seconds = time.perf_counter() - started
-    history.stopped_by = "dry_run" if config.dry_run else ("patience" if state.done else "n_epochs")
-    reporter.message(
-        f"Optimization complete with best validation score of {percent(history.best_valid_error, n_valid)}, "
-        f"with test performance {percent(history.test_error, n_test)}"
-    )
+    history = recorder.finish(
+        best_valid_error=stopper.best_loss, test_error=state.test_error, best_epoch=state.best_epoch,
+        best_iteration=stopper.best_iteration, epochs=state.epoch, seconds=time.perf_counter() - started,
+        stopped_by="dry_run" if config.dry_run else ("patience" if state.done else "n_epochs"))
+    reporter.message(completion(history))
     reporter.message(f"The code run for {history.epochs} epochs, with "
                      f"{history.epochs / max(history.seconds, 1e-9):f} epochs/sec")
     return LogisticRegression.from_params(*best_params), history
-
-
-class _Saver:
-    """The run's model writes, coalesced: every file atomic, but not every epoch.
-
-    A new best model and the end-of-epoch checkpoint are written when at least
-    :data:`SAVE_INTERVAL` seconds have passed since the last write, at the end of
-    the run, and when the run is interrupted or diverges; in between, the latest
-    of each waits in memory. Writing (and syncing) both after every epoch cost
-    more than the training itself in a fast run. A crash loses at most the last
-    interval; ``--resume`` replays it and ends where an uninterrupted run ends.
-    """
-
-    def __init__(self, run: RunDir):
-        self.run = run
-        self.last = -math.inf
-        self._best = self._checkpoint = None
-
-    def best(self, W: np.ndarray, b: np.ndarray, meta: dict[str, Any]) -> None:
-        self._best = (W, b, meta)
-        self._maybe()
-
-    def checkpoint(self, W: np.ndarray, b: np.ndarray, meta: dict[str, Any], *, final: bool) -> None:
-        self._checkpoint = (W, b, meta)
-        self.flush() if final else self._maybe()
-
-    def _maybe(self) -> None:
-        if time.perf_counter() - self.last >= SAVE_INTERVAL:
-            self.flush()
-
-    def flush(self) -> None:
-        if self._best is not None:
-            self.run.save(io.BEST, *self._best)
-        if self._checkpoint is not None:
-            self.run.save(io.CHECKPOINT, *self._checkpoint)
-        self._best = self._checkpoint = None
-        self.last = time.perf_counter()
 
 
 def _check_finite(engine: Engine, nll_sum: float, epoch: int, minibatch: int, run: RunDir, state: _State,
@@ -313,7 +267,7 @@ def _check_finite(engine: Engine, nll_sum: float, epoch: int, minibatch: int, ru
     if math.isfinite(nll_sum) and np.isfinite(W).all() and np.isfinite(b).all():
         return
     kept = (f"the best model so far (epoch {state.best_epoch}, validation error "
-            f"{percent(state.stopper.best_loss, n_valid, 4)}) is kept in {run.path / io.BEST}"
+            f"{percent(state.stopper.best_loss, n_valid, 4)}) is kept in {run.path / BEST}"
             if run.path is not None and state.best_epoch else "no model was saved")
     raise TrainingDivergedError(
         f"training diverged in epoch {epoch} by minibatch {minibatch}: the loss or the parameters "
@@ -325,14 +279,14 @@ def _load_checkpoint(run: RunDir, data: Dataset, config: TrainConfig, reporter: 
     """The saved state, rows and parameters; None for a run stopped before its first checkpoint."""
     if run.path is None:
         raise ConfigError("resume needs the run directory to continue")
-    ckpt = run.path / io.CHECKPOINT
+    ckpt = run.path / CHECKPOINT
     if not ckpt.is_file():
-        if not (run.path / io.CONFIG).is_file():
-            raise ModelFileError(f"{run.path}: no run to resume here (expected {io.CONFIG} and {io.CHECKPOINT})")
-        reporter.message(f"{run.path}: no epoch had finished (no {io.CHECKPOINT}); starting the run from the "
+        if not (run.path / CONFIG).is_file():
+            raise ModelFileError(f"{run.path}: no run to resume here (expected {CONFIG} and {CHECKPOINT})")
+        reporter.message(f"{run.path}: no epoch had finished (no {CHECKPOINT}); starting the run from the "
                          "beginning")
         return None
-    current, meta = io.load_model(ckpt)
+    current, meta = load_model(ckpt)
     if meta.get("dataset") != data.identity:
         raise ConfigError(f"{run.path}: the run was trained on dataset {meta.get('dataset')}, "
                           f"but the data given is {data.identity}")
@@ -340,17 +294,17 @@ def _load_checkpoint(run: RunDir, data: Dataset, config: TrainConfig, reporter: 
         raise ConfigError(f"{run.path}: the configuration differs from the checkpoint's; resume with the run's "
                           "own configuration (logreg-mnist train --resume DIR takes it from config.json)")
     state = _State.from_dict(meta["state"])
-    rows = [r for r in io.read_history(run.path) if r["epoch"] <= state.epoch]
+    rows = [r for r in read_history(run.path) if r["epoch"] <= state.epoch]
     best: dict[str, Any] = {"current": (current.W, current.b)}
-    if (run.path / io.BEST).is_file():
-        model, _ = io.load_model(run.path / io.BEST)
+    if (run.path / BEST).is_file():
+        model, _ = load_model(run.path / BEST)
         best["params"] = (model.W, model.b)
     return state, rows, best
 
 
 def load_run_config(run_dir: str | os.PathLike) -> TrainConfig:
     """The configuration recorded in a run directory's ``config.json``."""
-    path = Path(run_dir) / io.CONFIG
+    path = Path(run_dir) / CONFIG
     try:
         return TrainConfig.from_dict(json.loads(path.read_text(encoding="utf-8"))["config"])
     except (OSError, json.JSONDecodeError, KeyError, TypeError) as e:

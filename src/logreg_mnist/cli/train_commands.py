@@ -57,7 +57,7 @@ def _refuse_new_settings_on_resume(args: argparse.Namespace) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from .. import persistence as io
+    from .. import persistence
     from ..data.stream import default_max_resident, parse_size
     from ..reporting import NORMAL, QUIET, VERBOSE, ConsoleReporter, percent
     from ..run import check_run_target
@@ -97,8 +97,8 @@ def cmd_train(args: argparse.Namespace) -> int:
             raise by_flag(e) from None
         if not dry_scratch:
             unit = "epoch" if config.optimizer == "sgd" else "iteration"
-            print(f"best model: {run_dir / io.BEST} ({unit} {history.best_epoch}, validation error "
+            print(f"best model: {run_dir / persistence.BEST} ({unit} {history.best_epoch}, validation error "
                   f"{percent(history.best_valid_error, history.n_valid, 4)}, test error "
                   f"{percent(history.test_error, history.n_test, 4)})")
-            print(f"history: {run_dir / io.HISTORY}")
+            print(f"history: {run_dir / persistence.HISTORY}")
     return EXIT_OK

@@ -7,39 +7,64 @@ The training driver (:mod:`logreg_mnist.train`) sees an engine only through the
 - ``fused`` (:mod:`.fused`): a compiled kernel over the non-zero pixels, OpenMP
   threads; present when the optional C extension was built;
 - ``gpu`` (:mod:`.gpu`): on a GPU, imported only when asked for;
-- ``auto``: ``gpu`` when that module finds a GPU, else ``fused`` when built, else ``numpy``.
+- ``auto``: ``gpu`` when that module finds a GPU, else ``fused`` when built (and the
+  data have uint8 pixels and fit in memory), else ``numpy``.
 
 Data larger than the memory budget (``max_resident``) are read from their files in
 chunks: by the ``numpy`` engine's chunked form (:mod:`.chunked`, the same
-arithmetic) and by the ``gpu`` engine; the ``fused`` engine holds its data in memory.
+arithmetic) and by the ``gpu`` engine; the ``fused`` engine holds its data in memory
+and is refused for such data.
 
 The engine and its thread count are run-time choices, not part of a run's
 :class:`~logreg_mnist.config.TrainConfig`: every engine computes the same
-algorithm, within the float tolerance each engine's docstring states.
+algorithm, within the float tolerance each engine states (its ``tolerance``).
+
+Adding an engine is one module, one entry in :data:`REGISTRY` and a green
+``tests/test_engine_conformance.py``: the module defines a class made as
+``EngineClass(data, settings, *, threads=None, max_resident=None)`` (``settings``:
+:class:`~logreg_mnist.engines.base.SGDSettings`) that follows the
+:class:`~logreg_mnist.engines.base.Engine` protocol, ``name`` and ``tolerance``
+included; the entry names that class and the one to use for data over the memory
+budget (the same class when it reads its data in chunks itself, None when it cannot).
 """
 
 from __future__ import annotations
 
 import importlib
-import inspect
 import os
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ..errors import ConfigError
-from .base import Engine
+from .base import Engine, SGDSettings
 
 if TYPE_CHECKING:
     from ..config import TrainConfig
     from ..data import Dataset
 
-ENGINES = ("auto", "numpy", "fused", "gpu")
 
-# name -> (module, class). Modules are imported only when their engine is asked for.
-_REGISTRY: dict[str, tuple[str, str]] = {
-    "numpy": (".numpy", "NumpyEngine"),
-    "fused": (".fused", "FusedEngine"),
-    "gpu": (".gpu", "GpuEngine"),
+@dataclass(frozen=True)
+class Entry:
+    """One engine of the registry: where its classes are, as ``"module:Class"`` (a module
+    name relative to this package, or absolute), imported only when the engine is asked for.
+
+    Attributes:
+        resident: the engine, for data that fit in the memory budget.
+        chunked: the engine for data over the budget (reading them in chunks), or None
+            where the engine cannot run on them.
+    """
+
+    resident: str
+    chunked: str | None = None
+
+
+# name -> Entry, in the order ``auto`` prefers them after the GPU (see resolve).
+REGISTRY: dict[str, Entry] = {
+    "numpy": Entry(".numpy:NumpyEngine", chunked=".chunked:ChunkedNumpyEngine"),
+    "fused": Entry(".fused:FusedEngine"),
+    "gpu": Entry(".gpu:GpuEngine", chunked=".gpu:GpuEngine"),
 }
+ENGINES = ("auto", *REGISTRY)
 
 
 def default_threads() -> int:
@@ -50,21 +75,22 @@ def default_threads() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def _module(name: str):
-    return importlib.import_module(_REGISTRY[name][0], __name__)
+def _load(where: str) -> type:
+    """The class ``"module:Class"`` names (ImportError when its module cannot be loaded)."""
+    module, _, name = where.partition(":")
+    return getattr(importlib.import_module(module, __name__), name)
 
 
 def _gpu_present() -> bool:
     try:
-        gpu = _module("gpu")
+        gpu = importlib.import_module(".gpu", __name__)
     except ImportError:
         return False
-    present = getattr(gpu, "available", None) or getattr(gpu, "gpu_available", None)
-    return bool(present()) if callable(present) else False
+    return bool(gpu.gpu_available())
 
 
 def _fused_built() -> bool:
-    return _module("fused").available()
+    return importlib.import_module(".fused", __name__).available()
 
 
 def available_engines() -> list[str]:
@@ -79,8 +105,8 @@ def available_engines() -> list[str]:
 
 def resolve(name: str) -> str:
     """The engine ``name`` stands for: ``auto`` becomes gpu, fused or numpy, in that order."""
-    if name not in ENGINES:
-        raise ConfigError(f"engine: expected one of {', '.join(ENGINES)}, found {name!r}")
+    if name != "auto" and name not in REGISTRY:
+        raise ConfigError(f"engine: expected one of {', '.join(('auto', *REGISTRY))}, found {name!r}")
     if name != "auto":
         return name
     if _gpu_present():
@@ -88,64 +114,63 @@ def resolve(name: str) -> str:
     return "fused" if _fused_built() else "numpy"
 
 
-def _chunk_bytes(data: Dataset, config: TrainConfig, max_resident: int | None) -> int | None:
-    """Bytes per chunk when ``data`` do not fit in ``max_resident`` on the CPU, else None."""
-    import numpy as np
+def _has_pixels(data: Dataset) -> bool:
+    return all(data.split(s).pixels is not None for s in ("train", "valid", "test"))
 
+
+def _over_budget(data: Dataset, settings: SGDSettings, max_resident: int | None) -> bool:
+    """Whether ``data`` do not fit in ``max_resident`` as the CPU engines hold them: uint8
+    pixels (float images only where a dataset has no pixels)."""
     from ..data.stream import chunk_bytes_for
 
-    has_pixels = all(data.split(s).pixels is not None for s in ("train", "valid", "test"))
-    # The CPU engines keep uint8 pixels (float images only where a dataset has no pixels).
-    return chunk_bytes_for(data, max_resident, 1 if has_pixels else np.dtype(config.dtype).itemsize)
+    value_bytes = 1 if _has_pixels(data) else settings.dtype.itemsize
+    return chunk_bytes_for(data, max_resident, value_bytes) is not None
 
 
 def make_engine(name: str, data: Dataset, config: TrainConfig, *, threads: int | None = None,
                 max_resident: int | None = None) -> Engine:
     """The engine called ``name`` for ``data`` and ``config``'s SGD settings.
 
+    The name is resolved (``auto``: the GPU when present, else the fused engine where it
+    can run, else numpy), the engine's chunked form is taken when the data exceed the
+    memory budget, and the engine is made as every engine is.
+
     Args:
-        name: ``auto``, ``numpy``, ``fused`` or ``gpu``.
+        name: ``auto`` or a name of :data:`REGISTRY` (``numpy``, ``fused``, ``gpu``).
         data: the dataset (its uint8 pixels are used where the engine can).
-        config: batch size, learning rate, penalties, drop_last and dtype are taken from it.
-        threads: threads the engine computes with (None: the cores this process may run on).
+        config: batch size, learning rate, penalties, drop_last and dtype are taken from it
+            (:meth:`SGDSettings.from_config`).
+        threads: threads the engine computes with (None: the engine's choice).
         max_resident: memory budget in bytes for the data the engine holds; beyond it
             the splits are read from their files in chunks (None: a quarter of the
             available memory, at most 2 GiB: :func:`~logreg_mnist.data.stream.default_max_resident`).
 
     Raises:
-        ConfigError: an unknown name, an engine that cannot run here, or ``threads`` < 1.
+        ConfigError: an unknown name, an engine that cannot run here (or on data over the
+            budget), or ``threads`` < 1.
     """
     if threads is not None and (not isinstance(threads, int) or threads < 1):
         raise ConfigError(f"threads: expected an integer >= 1, found {threads!r}")
-    name = resolve(name) if name != "auto" or _gpu_present() else "auto"
-    if name in ("auto", "numpy", "fused"):
-        chunk = _chunk_bytes(data, config, max_resident)
-        if chunk is not None:
-            if name == "fused":
-                from ..data.stream import format_size, resident_bytes
+    name = resolve(name) if name != "auto" else name
+    settings = SGDSettings.from_config(config)
+    over = _over_budget(data, settings, max_resident)
+    if name == "auto":  # the fused engine needs uint8 pixels in memory; fall back quietly where it cannot run
+        name = "gpu" if _gpu_present() else "fused" if _fused_built() and _has_pixels(data) and not over else "numpy"
+    entry = REGISTRY[name]
+    where = entry.chunked if over else entry.resident
+    if where is None:
+        from ..data.stream import format_size, resident_bytes
 
-                raise ConfigError(f"engine 'fused': expected data that fit in the memory budget "
-                                  f"({format_size(max_resident) if max_resident else 'the default'}), found "
-                                  f"{format_size(resident_bytes(data, 1))}; use --engine numpy, which reads "
-                                  "them in chunks, or a larger --max-resident")
-            from .chunked import ChunkedNumpyEngine
-
-            return ChunkedNumpyEngine(data, chunk_bytes=chunk, batch_size=config.batch_size,
-                                      learning_rate=config.learning_rate, l1=config.l1, l2=config.l2,
-                                      drop_last=config.drop_last, dtype=config.dtype)
-    if name == "auto":
-        # The fused engine needs uint8 pixels; fall back quietly where it cannot run.
-        name = "fused" if _fused_built() and all(
-            data.split(s).pixels is not None for s in ("train", "valid", "test")) else "numpy"
+        raise ConfigError(f"engine {name!r}: expected data that fit in the memory budget "
+                          f"({format_size(max_resident) if max_resident else 'the default'}), found "
+                          f"{format_size(resident_bytes(data, 1))}; use --engine numpy, which reads "
+                          "them in chunks, or a larger --max-resident")
     try:
-        module = _module(name)
+        cls = _load(where)
     except ImportError as e:
         raise ConfigError(f"engine {name!r} cannot be loaded here: {e}") from None
-    cls = getattr(module, _REGISTRY[name][1])
-    accepted = inspect.signature(cls).parameters
-    options = {k: v for k, v in (("threads", threads), ("max_resident", max_resident)) if k in accepted}
-    return cls(data, batch_size=config.batch_size, learning_rate=config.learning_rate, l1=config.l1,
-               l2=config.l2, drop_last=config.drop_last, dtype=config.dtype, **options)
+    return cls(data, settings, threads=threads, max_resident=max_resident)
 
 
-__all__ = ["ENGINES", "Engine", "available_engines", "default_threads", "make_engine", "resolve"]
+__all__ = ["ENGINES", "REGISTRY", "Engine", "Entry", "SGDSettings", "available_engines", "default_threads",
+           "make_engine", "resolve"]

@@ -5,15 +5,50 @@ through this small protocol, so a faster engine (another device, another
 library) can be added without touching the driver. An engine owns the resident
 data and the current parameters; the driver pulls the parameters out only when
 it saves them.
+
+Every engine is made the same way, ``EngineClass(data, settings, *, threads=None,
+max_resident=None)``, with :class:`SGDSettings` (made from a run's
+:class:`~logreg_mnist.config.TrainConfig` by :meth:`SGDSettings.from_config`), and
+counts its minibatches and scored examples with :func:`n_batches` and :func:`counted`.
 """
 
 from __future__ import annotations
 
-from typing import Protocol
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, ClassVar, Protocol
 
 import numpy as np
 
 from ..errors import ConfigError
+
+if TYPE_CHECKING:
+    from ..config import TrainConfig
+
+DTYPES = ("float32", "float64")
+_FLOAT32 = np.dtype(np.float32)
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """An engine's stated agreement with the NumPy reference, per dtype: ``(rtol, atol)``.
+
+    After the same minibatches from the same parameters, an engine's ``W`` and ``b``
+    agree with the reference's as ``numpy.testing.assert_allclose(W, W_ref, rtol, atol)``
+    does, its error counts exactly, and its summed training NLL to the rounding of a sum
+    in that dtype (relative 1e-5 in float32, 1e-12 in float64). ``Tolerance()`` (all 0)
+    states bit-identical results, the NLL sums included.
+
+    Example:
+        >>> Tolerance(float32=(1e-5, 1e-6)).of("float32")
+        (1e-05, 1e-06)
+    """
+
+    float32: tuple[float, float] = (0.0, 0.0)
+    float64: tuple[float, float] = (0.0, 0.0)
+
+    def of(self, dtype: np.dtype | str) -> tuple[float, float]:
+        """``(rtol, atol)`` for arithmetic in ``dtype``."""
+        return getattr(self, np.dtype(dtype).name)
 
 
 class Engine(Protocol):
@@ -23,12 +58,15 @@ class Engine(Protocol):
         name: the registry name (``"numpy"``, ``"fused"``, ...), recorded in a run's
             ``config.json``.
         threads: how many threads it computes with.
-        n_train_batches: minibatches per epoch.
+        n_train_batches: minibatches per epoch (:func:`n_batches`).
+        tolerance: the engine's stated agreement with the NumPy reference (:class:`Tolerance`);
+            ``tests/test_engine_conformance.py`` holds every engine to it.
     """
 
     name: str
     threads: int
     n_train_batches: int
+    tolerance: ClassVar[Tolerance]
 
     def set_params(self, W: np.ndarray, b: np.ndarray) -> None:
         """Load ``W`` (n_in, n_out) and ``b`` (n_out,) as the current parameters."""
@@ -44,7 +82,60 @@ class Engine(Protocol):
         """
 
     def count_errors(self, split: str) -> tuple[int, int]:
-        """(misclassified, counted) on ``"valid"`` or ``"test"`` with the current parameters."""
+        """(misclassified, counted) on ``"valid"`` or ``"test"`` with the current parameters;
+        counted is :func:`counted` of the split's size."""
+
+
+@dataclass(frozen=True)
+class SGDSettings:
+    """The SGD settings every engine is made with: the part of a run's config an engine computes.
+
+    Attributes:
+        batch_size: examples per minibatch (>= 1).
+        learning_rate: the step ``p -= learning_rate * dcost/dp``.
+        l1, l2: coefficients of ``sum|W|`` and ``sum W**2`` in the cost (``b`` is not penalised).
+        drop_last: drop the examples that do not fill a whole minibatch, in training
+            and in evaluation (the chapter's behaviour); otherwise the last training
+            minibatch is shorter and every example is scored.
+        dtype: the arithmetic's precision, float32 or float64 (stored as a NumPy dtype).
+
+    Example:
+        >>> SGDSettings(batch_size=600, learning_rate=0.13).n_batches(50_000)
+        84
+    """
+
+    batch_size: int
+    learning_rate: float
+    l1: float = 0.0
+    l2: float = 0.0
+    drop_last: bool = False
+    dtype: np.dtype = _FLOAT32
+
+    def __post_init__(self) -> None:
+        if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, (int, np.integer)) \
+                or self.batch_size < 1:
+            raise ConfigError(f"batch_size: expected an integer >= 1, found {self.batch_size!r}")
+        try:
+            dtype = np.dtype(self.dtype)
+        except TypeError:
+            dtype = None
+        if dtype is None or dtype.name not in DTYPES:
+            raise ConfigError(f"dtype: expected one of {', '.join(DTYPES)}, found {self.dtype!r}")
+        object.__setattr__(self, "dtype", dtype)
+
+    @classmethod
+    def from_config(cls, config: TrainConfig) -> SGDSettings:
+        """The SGD settings of ``config`` (batch size, learning rate, penalties, drop_last, dtype)."""
+        return cls(batch_size=config.batch_size, learning_rate=config.learning_rate, l1=config.l1, l2=config.l2,
+                   drop_last=config.drop_last, dtype=np.dtype(config.dtype))
+
+    def n_batches(self, n: int) -> int:
+        """Minibatches per epoch over ``n`` training examples (see :func:`n_batches`)."""
+        return n_batches(n, self.batch_size, self.drop_last)
+
+    def counted(self, n: int) -> int:
+        """How many of ``n`` examples are scored (see :func:`counted`)."""
+        return counted(n, self.batch_size, self.drop_last)
 
 
 def n_batches(n: int, batch_size: int, drop_last: bool) -> int:

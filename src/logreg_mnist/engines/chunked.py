@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..data import Dataset
 from ..data.mnist import PIXEL_SCALE
-from ..data.stream import Rows
+from ..data.stream import Rows, chunk_bytes_for
 from ..model import logits
+from .base import SGDSettings
 from .numpy import EVAL_ROWS, NumpySGD
 
 
@@ -26,23 +28,30 @@ class ChunkedNumpyEngine(NumpySGD):
     Args:
         data: the dataset; its uint8 ``pixels`` are used (memory-mapped IDX files
             are read by position, in-memory arrays are sliced).
-        chunk_bytes: uint8 bytes per chunk of each split (rounded down to whole
-            minibatches for training, at least one).
-        batch_size, learning_rate, l1, l2, drop_last, dtype: as for the NumPy engine.
+        settings: as for the NumPy engine.
+        threads: not used (one thread, plus the reader; BLAS uses its own pool).
+        max_resident: the memory budget in bytes (None: the default): each split is
+            read in chunks of a sixth of it (rounded down to whole minibatches for
+            training, at least one; see :func:`~logreg_mnist.data.stream.chunk_bytes_for`);
+            data within the budget are used as one chunk.
+
+    Attributes:
+        tolerance: 0: the reference's arithmetic on the same values.
     """
 
     name = "numpy"  # the reference arithmetic; only the data are read differently
     threads = 1  # plus the reader thread; BLAS uses its own pool
 
-    def __init__(self, data, *, chunk_bytes: int, batch_size: int, learning_rate: float, l1: float = 0.0,
-                 l2: float = 0.0, drop_last: bool = False, dtype=np.float32):
+    def __init__(self, data: Dataset, settings: SGDSettings, *, threads: int | None = None,
+                 max_resident: int | None = None):
         self._setup({s: data.split(s).labels for s in ("train", "valid", "test")}, data.n_features,
-                    data.n_classes, batch_size=batch_size, learning_rate=learning_rate, l1=l1, l2=l2,
-                    drop_last=drop_last, dtype=dtype)
-        self._rows = {s: Rows.for_split(data.split(s), chunk_bytes, multiple=batch_size if s == "train" else 1)
+                    data.n_classes, settings)
+        chunk = chunk_bytes_for(data, max_resident, 1)
+        B = settings.batch_size
+        self._rows = {s: Rows.for_split(data.split(s), chunk, multiple=B if s == "train" else 1)
                       for s in ("train", "valid", "test")}
-        self._n_train_rows = min(len(self._y["train"]), self.n_train_batches * batch_size)
-        self._xbuf = np.empty((batch_size, data.n_features), self.dtype)  # one float minibatch, reused
+        self._n_train_rows = min(len(self._y["train"]), self.n_train_batches * B)
+        self._xbuf = np.empty((B, data.n_features), self.dtype)  # one float minibatch, reused
 
     def _float(self, pixels: np.ndarray) -> np.ndarray:
         """(k, n_in) uint8 -> (k, n_in) float ``pixels / 256`` (exact, as ``Split.images`` computes it),

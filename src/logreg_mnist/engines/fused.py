@@ -45,7 +45,7 @@ import numpy as np
 from ..data import Dataset
 from ..data.cache import release_pages
 from ..errors import ConfigError
-from .base import ThreadChooser, counted, n_batches
+from .base import SGDSettings, ThreadChooser, Tolerance, counted, n_batches
 
 import os
 
@@ -140,8 +140,7 @@ class FusedEngine:
 
     Args:
         data: the dataset; its uint8 pixels are required.
-        batch_size, learning_rate, l1, l2, drop_last, dtype: as for
-            :class:`~logreg_mnist.engines.numpy.NumpyEngine`.
+        settings: as for :class:`~logreg_mnist.engines.numpy.NumpyEngine`.
         threads: OpenMP threads, always this many; None: up to the cores this process
             may run on, or one thread when that is measured to be faster.
 
@@ -151,12 +150,14 @@ class FusedEngine:
     """
 
     name = "fused"
+    tolerance = Tolerance(float32=(1e-5, 1e-6), float64=(1e-12, 1e-13))  # sums in another order (module docstring)
 
-    def __init__(
-        self, data: Dataset, *, batch_size: int, learning_rate: float, l1: float = 0.0,
-        l2: float = 0.0, drop_last: bool = False, dtype=np.float32, threads: int | None = None,
-    ):
+    def __init__(self, data: Dataset, settings: SGDSettings, *, threads: int | None = None,
+                 max_resident: int | None = None):
         from . import default_threads
+
+        batch_size, learning_rate, l1, l2 = settings.batch_size, settings.learning_rate, settings.l1, settings.l2
+        drop_last, dtype = settings.drop_last, settings.dtype  # max_resident: the data are held in memory
 
         kernel_info()  # raises when not built
         if any(data.split(s).pixels is None for s in ("train", "valid", "test")):

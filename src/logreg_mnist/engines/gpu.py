@@ -45,9 +45,11 @@ from contextlib import nullcontext
 
 import numpy as np
 
+from ..data import Dataset
 from ..data.mnist import PIXEL_SCALE
 from ..data.stream import MAX_CHUNK_BYTES, Rows, chunk_bytes_for
 from ..errors import ConfigError
+from .base import SGDSettings, Tolerance
 
 ENV_PLATFORM = "LOGREG_MNIST_JAX_PLATFORM"  # "cpu" runs this engine on JAX's CPU backend (tests)
 _GPU_PLATFORMS = ("cuda", "rocm", "gpu")
@@ -155,12 +157,16 @@ class GpuEngine:
 
     Args:
         data: the dataset; its uint8 ``pixels`` are used.
-        batch_size, learning_rate, l1, l2, drop_last: as for the NumPy engine.
-        dtype: float32 (the chapter's floatX on a GPU) or float64 (x64 mode).
-        platform: None for a GPU (ConfigError when there is none), or a JAX platform
-            name such as ``"cpu"``; default from ``$LOGREG_MNIST_JAX_PLATFORM``.
+        settings: as for the NumPy engine; dtype float32 (the chapter's floatX on a
+            GPU) or float64 (x64 mode).
+        threads: not used (the device's parallelism is XLA's).
         max_resident: memory budget in bytes for the uint8 splits (None: the
             default fraction of available memory); beyond it, splits are streamed.
+        platform: None for a GPU (ConfigError when there is none), or a JAX platform
+            name such as ``"cpu"``; default from ``$LOGREG_MNIST_JAX_PLATFORM``.
+
+    Attributes:
+        tolerance: float32 ``atol`` 1e-6, float64 1e-12 (see the module docstring).
 
     Raises:
         ConfigError: JAX is not installed, no device of the platform, float pixels.
@@ -168,30 +174,27 @@ class GpuEngine:
 
     name = "gpu"
     threads = 1  # host threads; the device's parallelism is XLA's
+    tolerance = Tolerance(float32=(0.0, 1e-6), float64=(0.0, 1e-12))
 
-    def __init__(self, data, *, batch_size: int, learning_rate: float, l1: float = 0.0, l2: float = 0.0,
-                 drop_last: bool = False, dtype=np.float32, platform: str | None = None,
-                 max_resident: int | None = None):
+    def __init__(self, data: Dataset, settings: SGDSettings, *, threads: int | None = None,
+                 max_resident: int | None = None, platform: str | None = None):
         if not jax_installed():
             raise ConfigError("--engine gpu: expected JAX, found it is not installed; "
                               "pip install 'logreg-mnist[gpu]' (or use --engine auto)")
         import jax
 
         self._jax = jax
-        self.dtype = np.dtype(dtype)
+        self.settings = settings
+        self.dtype = settings.dtype
         self._x64 = _x64_mode if self.dtype == np.float64 else nullcontext  # a fresh context per use
         self.device = _device(platform or os.environ.get(ENV_PLATFORM) or None)
-        self.batch_size, self.drop_last = batch_size, drop_last
-        self._hyper = (self.dtype.type(learning_rate), self.dtype.type(l1), self.dtype.type(l2))
+        self.batch_size = settings.batch_size
+        self._hyper = tuple(self.dtype.type(v) for v in (settings.learning_rate, settings.l1, settings.l2))
         self.n_classes = data.n_classes
-        n = len(data.train)
-        self.n_train_batches = n // batch_size if drop_last else -(-n // batch_size)
-        if self.n_train_batches == 0:
-            raise ConfigError(f"batch_size: expected at most the {n:,} training examples when partial "
-                              f"minibatches are dropped, found {batch_size:,}")
-        self._n_train_rows = min(n, self.n_train_batches * batch_size)
+        self.n_train_batches = settings.n_batches(len(data.train))
+        self._n_train_rows = min(len(data.train), self.n_train_batches * self.batch_size)
         chunk = chunk_bytes_for(data, max_resident, 1)
-        self._rows = {s: Rows.for_split(data.split(s), chunk, multiple=batch_size if s == "train" else 1)
+        self._rows = {s: Rows.for_split(data.split(s), chunk, multiple=self.batch_size if s == "train" else 1)
                       for s in ("train", "valid", "test")}
         self._labels = {s: data.split(s).labels for s in ("train", "valid", "test")}
         self._compiled = _functions()
@@ -243,7 +246,7 @@ class GpuEngine:
         if len(batches) == 0:
             return 0.0, 0
         B = self.batch_size
-        total, count = 0.0, 0
+        total = 0.0
         with self._x64():
             if not self.chunked:
                 x, y = self._resident["train"]
@@ -254,8 +257,7 @@ class GpuEngine:
                 for start, pixels in rows.chunks(batches.start * B, stop):
                     x, y = self._put(pixels, self._labels["train"][start : start + len(pixels)], rows.chunk_rows)
                     total += self._steps(x, y, 0, -(-len(pixels) // B), len(pixels))
-        count = min(batches.stop * B, self._n_train_rows) - batches.start * B
-        return total, count
+        return total, min(batches.stop * B, self._n_train_rows) - batches.start * B
 
     def _steps(self, x, y, first: int, n_steps: int, n_rows: int) -> float:
         self.W, self.b, sums = self._compiled["train"](
@@ -266,8 +268,7 @@ class GpuEngine:
 
     def counted(self, split: str) -> int:
         """How many examples of ``split`` are scored."""
-        n = len(self._labels[split])
-        return (n // self.batch_size) * self.batch_size if self.drop_last else n
+        return self.settings.counted(len(self._labels[split]))
 
     def count_errors(self, split: str) -> tuple[int, int]:
         n = self.counted(split)

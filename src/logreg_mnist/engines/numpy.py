@@ -24,7 +24,7 @@ import numpy as np
 from ..data import Dataset
 from ..data.mnist import PIXEL_SCALE
 from ..model import cost_and_grad, logits
-from .base import counted, n_batches
+from .base import SGDSettings, Tolerance
 
 EVAL_ROWS = 10_000  # rows scored at once: bounds the (rows, n_out) logits buffer
 
@@ -34,18 +34,19 @@ class NumpySGD:
 
     Subclasses set up their data and call :meth:`_setup`; both compute every step with
     :func:`~logreg_mnist.model.cost_and_grad` on the same float values, so their
-    parameters are bit-identical.
+    parameters are bit-identical (``tolerance`` 0).
     """
 
-    def _setup(self, labels: dict[str, np.ndarray], n_in: int, n_out: int, *, batch_size: int,
-               learning_rate: float, l1: float, l2: float, drop_last: bool, dtype) -> None:
-        self.dtype = np.dtype(dtype)
-        self.batch_size = batch_size
-        self.learning_rate = self.dtype.type(learning_rate)
-        self.l1, self.l2 = l1, l2
-        self.drop_last = drop_last
+    tolerance = Tolerance()  # the reference's own arithmetic: bit-identical
+
+    def _setup(self, labels: dict[str, np.ndarray], n_in: int, n_out: int, settings: SGDSettings) -> None:
+        self.settings = settings
+        self.dtype = settings.dtype
+        self.batch_size = settings.batch_size
+        self.learning_rate = self.dtype.type(settings.learning_rate)
+        self.l1, self.l2 = settings.l1, settings.l2
         self._y = labels
-        self.n_train_batches = n_batches(len(labels["train"]), batch_size, drop_last)
+        self.n_train_batches = settings.n_batches(len(labels["train"]))
         self.W = np.zeros((n_in, n_out), self.dtype)
         self.b = np.zeros(n_out, self.dtype)
 
@@ -58,7 +59,7 @@ class NumpySGD:
 
     def counted(self, split: str) -> int:
         """How many examples of ``split`` are scored."""
-        return counted(len(self._y[split]), self.batch_size, self.drop_last)
+        return self.settings.counted(len(self._y[split]))
 
     def _step(self, xb: np.ndarray, yb: np.ndarray) -> float:
         """One minibatch's SGD update of ``W`` and ``b``; returns its summed NLL."""
@@ -73,30 +74,28 @@ class NumpyEngine(NumpySGD):
 
     Args:
         data: the dataset; its uint8 pixels are used (float images only when it has no pixels).
-        batch_size: examples per minibatch.
-        learning_rate, l1, l2: the SGD step ``p -= learning_rate * dcost/dp``.
-        drop_last: drop the examples that do not fill a whole minibatch, in
-            training and in evaluation (the chapter's behaviour); otherwise the last
-            training minibatch is shorter and every example is scored.
-        dtype: arithmetic precision.
+        settings: batch size, learning rate, penalties, drop_last, dtype.
         threads: BLAS threads the driver allows while training (None: one; see the
             module docstring).
+        max_resident: not used: this engine keeps the splits as the dataset holds them
+            (:func:`~logreg_mnist.engines.make_engine` chooses the chunked form,
+            :class:`~logreg_mnist.engines.chunked.ChunkedNumpyEngine`, for data over the budget).
+
+    Attributes:
+        tolerance: 0: this engine is the reference.
     """
 
     name = "numpy"
 
-    def __init__(
-        self, data: Dataset, *, batch_size: int, learning_rate: float, l1: float = 0.0,
-        l2: float = 0.0, drop_last: bool = False, dtype=np.float32, threads: int | None = None,
-    ):
+    def __init__(self, data: Dataset, settings: SGDSettings, *, threads: int | None = None,
+                 max_resident: int | None = None):
         self.threads = threads or 1
         self._x = {}
         for name in ("train", "valid", "test"):
             split = data.split(name)
             self._x[name] = split.pixels if split.pixels is not None else split.images
         self._setup({name: data.split(name).labels for name in ("train", "valid", "test")},
-                    self._x["train"].shape[1], data.n_classes, batch_size=batch_size,
-                    learning_rate=learning_rate, l1=l1, l2=l2, drop_last=drop_last, dtype=dtype)
+                    self._x["train"].shape[1], data.n_classes, settings)
 
     def _rows(self, split: str, start: int, stop: int) -> np.ndarray:
         """Rows ``start:stop`` of ``split`` as the engine's dtype: (rows, n_in)."""

@@ -6,26 +6,25 @@ training set (plus any L1/L2 terms; L1 uses its subgradient ``sign(W)``) with th
 gradient supplied. After every iteration a callback measures the validation
 error, keeps the best parameters and the test error at that point, and prints
 ``validation error ... %`` as the original does. Runs write the same run
-directory as SGD; the history has one row per iteration.
+directory as SGD, through the same recorder; the history has one row per iteration.
 """
 
 from __future__ import annotations
 
 import math
-import os
 import time
 from collections.abc import Callable
 
 import numpy as np
 import scipy.optimize
 
-from .. import persistence as io
 from ..config import TrainConfig
 from ..data import Dataset
 from ..errors import ConfigError, TrainingDivergedError
 from ..model import LogisticRegression, cost_and_grad, errors
-from ..reporting import Reporter, percent
-from ..run import History, RunDir, model_meta, scored
+from ..persistence import BEST
+from ..reporting import Reporter, completion
+from ..run import History, RunDir, RunRecorder, scored
 
 METHODS = {"cg": "CG", "lbfgs": "L-BFGS-B"}
 
@@ -76,28 +75,26 @@ def minimize(
     )
 
 
-def train_full_batch(
-    data: Dataset, config: TrainConfig, out_dir: str | os.PathLike | None = None, *,
-    reporter: Reporter | None = None,
-) -> tuple[LogisticRegression, History]:
-    """The chapter's ``logistic_cg.py`` (or L-BFGS): see the module docstring.
+def run_full_batch(data: Dataset, config: TrainConfig, run: RunDir,
+                   reporter: Reporter) -> tuple[LogisticRegression, History]:
+    """The chapter's ``logistic_cg.py`` (or L-BFGS), recorded in ``run``: see the module docstring.
+
+    :func:`logreg_mnist.train.train` calls it with ``config.optimizer`` cg or lbfgs, the run
+    directory owned (locked) and checked.
 
     With ``config.drop_last`` (the tutorial preset) the training set is cut to whole
     minibatches of ``config.batch_size`` and the errors are over whole minibatches
     only, as in the original; otherwise every example counts.
 
+    ``history.stopped_by`` is "max_iter" when the iterations ran out, "converged" when
+    SciPy reports success, else "stopped", and SciPy's reason is printed.
+
     Raises:
-        RunBusyError: another process holds ``out_dir``.
+        TrainingDivergedError: the cost or the parameters became non-finite.
         StorageError: a file could not be written (a full disk).
     """
-    with RunDir(out_dir).owned():  # one process per run directory
-        return _train_full_batch(data, config, out_dir, reporter or Reporter())
-
-
-def _train_full_batch(data: Dataset, config: TrainConfig, out_dir, reporter: Reporter):
-    run = RunDir(out_dir)
-    run.check_new()
-    run.create(config, data)
+    recorder = RunRecorder(run, config, data, coalesce=False)
+    history = recorder.history
 
     splits = {}  # name -> (float64 inputs (n, n_in), labels (n,)), cut as the mode says
     for name in ("train", "valid", "test"):
@@ -110,13 +107,11 @@ def _train_full_batch(data: Dataset, config: TrainConfig, out_dir, reporter: Rep
     def error(theta: np.ndarray, split: str) -> float:
         return errors(*unpack(theta, n_in, n_out), *splits[split])
 
-    n_valid, n_test = scored(len(data.valid), config), scored(len(data.test), config)
-    history = History(n_valid=n_valid, n_test=n_test)
-    best = {"theta": None}
+    best: dict[str, np.ndarray | None] = {"theta": None}
     started = time.perf_counter()
     max_iter = 1 if config.dry_run else config.max_iter
     init = LogisticRegression(n_in, n_out, init=config.init, seed=config.seed, dtype=np.float64)
-    reporter.begin(config, data, n_valid, n_test)
+    reporter.begin(config, data, history.n_valid, history.n_test)
     reporter.start(max_iter, config.optimizer)
 
     def callback(theta: np.ndarray, cost: float) -> None:
@@ -125,7 +120,7 @@ def _train_full_batch(data: Dataset, config: TrainConfig, out_dir, reporter: Rep
             raise TrainingDivergedError(
                 f"{config.optimizer} diverged at iteration {iteration}: the cost or the parameters became "
                 f"non-finite (cost {cost}); the best model so far is kept"
-                + (f" in {run.path / io.BEST}" if run.path is not None else ""))
+                + (f" in {run.path / BEST}" if run.path is not None else ""))
         valid_error = error(theta, "valid")
         reporter.validation(iteration, 0, 0, valid_error)
         test_error = None
@@ -133,20 +128,15 @@ def _train_full_batch(data: Dataset, config: TrainConfig, out_dir, reporter: Rep
             history.best_valid_error = valid_error
             history.test_error = test_error = error(theta, "test")
             history.best_epoch = history.best_iteration = iteration
-            best["theta"] = theta.copy()
-            W, b = unpack(best["theta"], n_in, n_out)
-            run.save(io.BEST, W, b, model_meta(config, data, epoch=iteration, iteration=iteration,
-                                                valid_error=valid_error, test_error=test_error))
-        W, b = unpack(theta, n_in, n_out)
+            best["theta"] = kept = theta.copy()
+            recorder.best(*unpack(kept, n_in, n_out), epoch=iteration, iteration=iteration,
+                          valid_error=valid_error, test_error=test_error)
         row = {"epoch": iteration, "iteration": iteration, "train_nll": cost, "valid_error": valid_error,
                "test_error": test_error, "best_valid_error": history.best_valid_error,
                "elapsed": round(time.perf_counter() - started, 4)}
-        history.rows.append(row)
-        run.append_history(row)
+        recorder.row(row)
         reporter.epoch_end(row)
-        if config.snapshot_every and iteration % config.snapshot_every == 0:
-            run.save(f"{io.SNAPSHOTS}/epoch-{iteration:04d}.safetensors", W, b,
-                     model_meta(config, data, epoch=iteration, iteration=iteration, valid_error=valid_error))
+        recorder.snapshot(*unpack(theta, n_in, n_out), epoch=iteration, iteration=iteration, valid_error=valid_error)
         reporter.progress(iteration, max_iter)
 
     try:
@@ -154,14 +144,15 @@ def _train_full_batch(data: Dataset, config: TrainConfig, out_dir, reporter: Rep
                           theta0=pack(init.W, init.b), callback=callback)
     finally:
         reporter.close()
-    if best["theta"] is None:
+    theta = best["theta"]
+    if theta is None:
         raise ConfigError(f"{config.optimizer} stopped before its first iteration: {result.message}")
-    history.epochs = len(history.rows)
-    history.seconds = time.perf_counter() - started
-    history.stopped_by = "dry_run" if config.dry_run else ("max_iter" if result.nit >= max_iter else "converged")
-    reporter.message(
-        f"Optimization complete with best validation score of {percent(history.best_valid_error, n_valid)}, "
-        f"with test performance {percent(history.test_error, n_test)}"
-    )
+    stopped_by = ("dry_run" if config.dry_run else "max_iter" if result.nit >= max_iter
+                  else "converged" if result.success else "stopped")
+    history = recorder.finish(epochs=len(history.rows), seconds=time.perf_counter() - started, stopped_by=stopped_by)
+    if stopped_by == "stopped":
+        reporter.message(f"{config.optimizer} stopped after {result.nit} of at most {max_iter} iterations "
+                         f"without converging: {result.message}")
+    reporter.message(completion(history))
     reporter.message(f"The code ran for {history.epochs} iterations in {history.seconds:.1f}s")
-    return LogisticRegression.from_params(*unpack(best["theta"], n_in, n_out)), history
+    return LogisticRegression.from_params(*unpack(theta, n_in, n_out)), history

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from .. import persistence as io
+from .. import persistence
 from ..data.pixels import PIXEL_SCALE, SIDE
 from ..errors import ModelFileError
 from ..images import open_image, prepare
@@ -95,7 +95,7 @@ class RunView:
 
     def __init__(self, target: str | os.PathLike):
         path = Path(target)
-        self.model, self.metadata = io.load_model(path)
+        self.model, self.metadata = persistence.load_model(path)
         if self.model.n_in != SIDE * SIDE:
             raise ModelFileError(f"{path}: expected a model of 28x28 = 784 inputs to draw digits for, "
                                  f"found {self.model.n_in} inputs")
@@ -110,20 +110,20 @@ class RunView:
         self._curves_lock = threading.Lock()
 
     def _read_history(self) -> list[dict[str, Any]]:
-        if self.run_dir is None or not (self.run_dir / io.HISTORY).is_file():
+        if self.run_dir is None or not (self.run_dir / persistence.HISTORY).is_file():
             return []
-        return [{k: row.get(k) for k in _HISTORY_KEYS} for row in io.read_history(self.run_dir)
+        return [{k: row.get(k) for k in _HISTORY_KEYS} for row in persistence.read_history(self.run_dir)
                 if isinstance(row, dict)]
 
     def _read_snapshots(self) -> dict[int, LogisticRegression]:
         if self.run_dir is None:
             return {}
         found = {}
-        for path in sorted((self.run_dir / io.SNAPSHOTS).glob("epoch-*.safetensors")):
+        for path in sorted((self.run_dir / persistence.SNAPSHOTS).glob("epoch-*.safetensors")):
             match = _SNAPSHOT_NAME.fullmatch(path.name)
             if match is None:
                 continue
-            model, meta = io.load_model(path)
+            model, meta = persistence.load_model(path)
             epoch = meta.get("epoch")
             if model.W.shape == self.model.W.shape:
                 found[epoch if isinstance(epoch, int) else int(match.group(1))] = model
