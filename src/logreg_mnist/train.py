@@ -42,9 +42,9 @@ __all__ = ["History", "initial_params", "load_run_config", "train"]
 class _State:
     """The driver's resumable state (saved in the checkpoint's metadata)."""
 
+    stopper: EarlyStopping
     epoch: int = 0
     iteration: int = -1  # last finished minibatch, counted from 0
-    stopper: EarlyStopping | None = None
     test_error: float = math.nan
     best_epoch: int = 0
     elapsed: float = 0.0

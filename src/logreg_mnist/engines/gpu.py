@@ -41,6 +41,7 @@ from __future__ import annotations
 import functools
 import importlib.util
 import os
+from typing import cast
 from contextlib import nullcontext
 
 import numpy as np
@@ -198,7 +199,8 @@ class GpuEngine:
                       for s in ("train", "valid", "test")}
         self._labels = {s: data.split(s).labels for s in ("train", "valid", "test")}
         self._compiled = _functions()
-        self._resident = {s: self._to_device(s, data.split(s).pixels) for s in self._rows
+        # (Rows.for_split above refused a split without uint8 pixels)
+        self._resident = {s: self._to_device(s, cast(np.ndarray, data.split(s).pixels)) for s in self._rows
                           if not self._rows[s].chunked}
         self.W = self.b = None
         self.set_params(np.zeros((data.n_features, self.n_classes), self.dtype), np.zeros(self.n_classes, self.dtype))

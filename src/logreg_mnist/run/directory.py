@@ -36,7 +36,7 @@ from ..persistence import BEST, CHECKPOINT, CONFIG, HISTORY, SNAPSHOTS, HistoryW
 try:
     import fcntl
 except ImportError:  # pragma: no cover - not POSIX: runs are not locked
-    fcntl = None
+    fcntl = None  # type: ignore[assignment]
 
 LOCK = ".lock"
 _DISK_FULL = (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))
@@ -95,6 +95,12 @@ class RunDir:
         self.path = Path(path) if path is not None else None
         self.optimizer = "sgd"  # set by create: SGD runs keep a checkpoint to resume from; cg and lbfgs do not
 
+    @property
+    def _dir(self) -> Path:
+        """The directory, for the methods that are called only when there is one."""
+        assert self.path is not None, "a run kept in memory has no directory"
+        return self.path
+
     # ownership
 
     @contextmanager
@@ -151,15 +157,15 @@ class RunDir:
         """Remove the directory this hold created when nothing but the lock was written in it
         (a run refused or failed before it began leaves nothing behind)."""
         try:
-            if [p.name for p in self.path.iterdir()] in ([], [LOCK]):
-                (self.path / LOCK).unlink(missing_ok=True)
-                self.path.rmdir()
+            if [p.name for p in self._dir.iterdir()] in ([], [LOCK]):
+                (self._dir / LOCK).unlink(missing_ok=True)
+                self._dir.rmdir()
         except OSError:
             pass
 
     def _lock(self) -> int:
         """Take the flock; returns its descriptor, or -1 where the filesystem has no locks."""
-        lock = self.path / LOCK
+        lock = self._dir / LOCK
         try:
             fd = os.open(lock, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o666)
         except OSError as e:
@@ -191,9 +197,9 @@ class RunDir:
     def _remove_leftovers(self) -> None:
         """Remove the temporary files a killed run left (only a lock holder writes them)."""
         names = (BEST, CHECKPOINT, CONFIG, HISTORY)
-        found = [p for n in names for p in self.path.glob(f".{n}.*.tmp")]
-        if (self.path / SNAPSHOTS).is_dir():
-            found += (self.path / SNAPSHOTS).glob(".epoch-*.safetensors.*.tmp")
+        found = [p for n in names for p in self._dir.glob(f".{n}.*.tmp")]
+        if (self._dir / SNAPSHOTS).is_dir():
+            found += (self._dir / SNAPSHOTS).glob(".epoch-*.safetensors.*.tmp")
         for p in found:
             p.unlink(missing_ok=True)
 
@@ -256,7 +262,7 @@ class RunDir:
     def kept(self) -> str:
         """The run's files that exist, with what they hold, e.g. ``best.safetensors (epoch 30, ...)``."""
         parts = []
-        best = self.path / BEST
+        best = self._dir / BEST
         if best.is_file():
             meta = _metadata(best)
             figures = []
@@ -265,7 +271,7 @@ class RunDir:
             if isinstance(meta.get("valid_error"), float):
                 figures.append(f"validation error {meta['valid_error'] * 100:.4f} %")
             parts.append(f"the best model in {show_path(best)}" + (f" ({', '.join(figures)})" if figures else ""))
-        checkpoint = self.path / CHECKPOINT
+        checkpoint = self._dir / CHECKPOINT
         if checkpoint.is_file():
             epoch = _metadata(checkpoint).get("state", {}).get("epoch")
             parts.append(f"a checkpoint in {show_path(checkpoint)}"
@@ -277,9 +283,9 @@ class RunDir:
         where = show_path(self.path)
         if self.optimizer != "sgd":
             return f"start a new run (a {self.optimizer} run cannot be resumed)"
-        if (self.path / CHECKPOINT).is_file():
+        if (self._dir / CHECKPOINT).is_file():
             return f"continue with: logreg-mnist train --resume {where}"
-        if not (self.path / CONFIG).is_file():
+        if not (self._dir / CONFIG).is_file():
             return f"run it again: logreg-mnist train --out {where} (nothing of the run was written there)"
         return (f"start it again with: logreg-mnist train --resume {where} (no epoch had finished, so it "
                 f"starts from the beginning; train --out {where} uses the directory again as well)")

@@ -42,7 +42,7 @@ def data_record(config: TrainConfig, data: Dataset) -> dict[str, Any]:
     if hasattr(data, "valid"):
         record["valid_size"] = len(data.valid)
     if getattr(data, "class_names", None) is not None:
-        record["class_names"] = list(data.class_names)
+        record["class_names"] = list(data.class_names or ())
     n_valid, n_test = scored_counts(data, config)
     if n_valid is not None:
         record.update(n_valid=n_valid, n_test=n_test)
