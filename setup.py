@@ -15,7 +15,10 @@ import tempfile
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
-KERNEL = "src/logreg_mnist/engines/_fused.c"
+ENGINES = "src/logreg_mnist/engines/"
+# the module and its boundary checks, the Layout type, the kernel's instantiations (_fused.h lists them)
+SOURCES = [ENGINES + name for name in ("_fused.c", "_fused_check.c", "_fused_layout.c", "_fused_kernels.c")]
+HEADERS = [ENGINES + name for name in ("_fused.h", "_fused_kernel.h")]
 
 
 class OptionalOpenMPBuildExt(build_ext):
@@ -34,11 +37,11 @@ class OptionalOpenMPBuildExt(build_ext):
         return True
 
     def build_extensions(self) -> None:
-        if self.compiler.compiler_type == "unix" and os.environ.get("LOGREG_MNIST_NO_OPENMP") != "1":
-            if self._accepts(["-fopenmp"]):
-                for ext in self.extensions:
-                    ext.extra_compile_args.append("-fopenmp")
-                    ext.extra_link_args.append("-fopenmp")
+        wanted = self.compiler.compiler_type == "unix" and os.environ.get("LOGREG_MNIST_NO_OPENMP") != "1"
+        if wanted and self._accepts(["-fopenmp"]):
+            for ext in self.extensions:
+                ext.extra_compile_args.append("-fopenmp")
+                ext.extra_link_args.append("-fopenmp")
         super().build_extensions()
 
     def build_extension(self, ext: Extension) -> None:
@@ -52,8 +55,7 @@ class OptionalOpenMPBuildExt(build_ext):
 extra = ["-O3", "-std=c11", "-ffp-contract=fast"] if os.name != "nt" else ["/O2"]
 setup(
     ext_modules=[
-        Extension("logreg_mnist.engines._fused", [KERNEL], depends=["src/logreg_mnist/engines/_fused_kernel.h"],
-                  extra_compile_args=extra, optional=True),
+        Extension("logreg_mnist.engines._fused", SOURCES, depends=HEADERS, extra_compile_args=extra, optional=True),
     ],
     cmdclass={"build_ext": OptionalOpenMPBuildExt},
 )

@@ -1,404 +1,208 @@
-/* logreg_mnist.engines._fused: the compiled kernel of the fused CPU engine.
+/* logreg_mnist.engines._fused: the compiled kernel of the fused CPU engine (see fused.py).
  *
- * Arrays come in through the buffer protocol (C-contiguous); shapes and dtypes are checked
- * by the Python side (fused.py), lengths again here. The GIL is released while computing.
- * The kernel is compiled twice per element type: for the x86-64 baseline and, where the
- * compiler can, for AVX2 + FMA, chosen at run time by what the CPU supports.
+ * Python's way in: Layout(pixels, dense_above) (a split's pixels, _fused_layout.c), sgd(...),
+ * errors(...), info(), and the constants KP_MAX and MAX_THREADS. sgd and errors take keyword
+ * arguments only and fill the struct their kernel takes (_fused.h). Every argument is checked
+ * here (_fused_check.c) before any kernel runs: O(1) per array (dtype, shape, C-contiguity,
+ * alignment, writability, no overlap) plus O(rows read) for the labels, so a minibatch call costs
+ * no pass over the data; the sparse layout needs no check (see _fused_layout.c). A bad call raises
+ * TypeError or ValueError naming the argument and changes nothing. The GIL is released while
+ * the kernel runs.
  */
-#define PY_SSIZE_T_CLEAN
-#include <Python.h>
-#include <math.h>
-#include <stdint.h>
+#include "_fused.h"
+
 #include <stdlib.h>
-#include <string.h>
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 
-#define KP_MAX 264 /* n_out <= 256, rounded up to a multiple of 8 */
-
-#define VBYTES 16
-
-#define REAL float
-#define EXP expf
-#define LOG logf
-#define SFX f32
-#define VEXP 1
-#include "_fused_kernel.h"
-#undef VEXP
-#undef SFX
-#undef REAL
-#undef EXP
-#undef LOG
-#define REAL double
-#define EXP exp
-#define LOG log
-#define SFX f64
-#include "_fused_kernel.h"
-#undef SFX
-#undef REAL
-#undef EXP
-#undef LOG
-
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
-#define HAVE_AVX2_CLONE 1
-#include <immintrin.h>
-#pragma GCC push_options
-#pragma GCC target("avx2,fma")
-#undef VBYTES
-#define VBYTES 32
-#define REAL float
-#define EXP expf
-#define LOG logf
-#define SFX f32_avx2
-#define VEXP 1
-#define BCAST(p) ((vec_f32_avx2)_mm256_broadcast_ss(p))
-#include "_fused_kernel.h"
-#undef BCAST
-#undef VEXP
-#undef SFX
-#undef REAL
-#undef EXP
-#undef LOG
-#define REAL double
-#define EXP exp
-#define LOG log
-#define SFX f64_avx2
-#define BCAST(p) ((vec_f64_avx2)_mm256_broadcast_sd(p))
-#include "_fused_kernel.h"
-#undef BCAST
-#undef SFX
-#undef REAL
-#undef EXP
-#undef LOG
-#pragma GCC pop_options
-#else
-#define HAVE_AVX2_CLONE 0
-#endif
-
-static void init_tables(void)
+/* W (n_in, kp) and b (kp,), both float32 or both float64, n_out <= kp <= KP_MAX and kp at least
+ * one vector of the kernel that will run: that kernel, or NULL with an exception set. */
+static const struct kernel *params(PyObject *oW, PyObject *ob, int writable, int n_in, int n_out, Arr *W, Arr *b,
+                                   int *kp)
 {
-    init_table_f32();
-    init_table_f64();
-#if HAVE_AVX2_CLONE
-    init_table_f32_avx2();
-    init_table_f64_avx2();
-#endif
-}
-
-static int use_avx2(void)
-{
-#if HAVE_AVX2_CLONE
-    static int cached = -1;
-    if (cached < 0) {  /* LOGREG_MNIST_FUSED_SIMD=baseline: the baseline kernel even so (tests) */
-        const char *want = getenv("LOGREG_MNIST_FUSED_SIMD");
-        __builtin_cpu_init();
-        cached = !(want && strcmp(want, "baseline") == 0)
-                 && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-    }
-    return cached;
-#else
-    return 0;
-#endif
-}
-
-/* ---- buffers ---------------------------------------------------------------------------- */
-
-typedef struct { Py_buffer view; int held; } Buf;
-
-static int get_buf(PyObject *obj, Buf *b, int writable, int allow_none, const char *name)
-{
-    b->held = 0;
-    if (obj == Py_None && allow_none) { b->view.buf = NULL; b->view.len = 0; return 0; }
-    if (PyObject_GetBuffer(obj, &b->view, writable ? PyBUF_WRITABLE | PyBUF_C_CONTIGUOUS : PyBUF_C_CONTIGUOUS) < 0) {
-        PyErr_Format(PyExc_TypeError, "%s: expected a C-contiguous%s buffer", name, writable ? " writable" : "");
-        return -1;
-    }
-    b->held = 1;
-    return 0;
-}
-
-static void release(Buf *b, int n)
-{
-    for (int i = 0; i < n; i++) if (b[i].held) PyBuffer_Release(&b[i].view);
-}
-
-static int need(Buf *b, Py_ssize_t bytes, const char *name)
-{
-    if (b->held && b->view.len < bytes) {
-        PyErr_Format(PyExc_ValueError, "%s: expected at least %zd bytes, found %zd", name, bytes, b->view.len);
-        return -1;
-    }
-    return 0;
-}
-
-/* ---- CSR construction ------------------------------------------------------------------- */
-
-static PyObject *csr_indptr(PyObject *self, PyObject *args)
-{
-    PyObject *o_pix, *o_ptr;
-    Py_ssize_t n, d;
-    if (!PyArg_ParseTuple(args, "OnnO", &o_pix, &n, &d, &o_ptr)) return NULL;
-    Buf b[2];
-    if (get_buf(o_pix, &b[0], 0, 0, "pixels") || get_buf(o_ptr, &b[1], 1, 0, "indptr")
-        || need(&b[0], n * d, "pixels") || need(&b[1], (n + 1) * 8, "indptr")) { release(b, 2); return NULL; }
-    const uint8_t *pix = b[0].view.buf;
-    int64_t *ptr = b[1].view.buf;
-    Py_BEGIN_ALLOW_THREADS
-    ptr[0] = 0;
-    for (Py_ssize_t r = 0; r < n; r++) {
-        const uint8_t *row = pix + r * d;
-        int64_t c = 0;
-        for (Py_ssize_t j = 0; j < d; j++) c += row[j] != 0;
-        ptr[r + 1] = ptr[r] + c;
-    }
-    Py_END_ALLOW_THREADS
-    release(b, 2);
-    Py_RETURN_NONE;
-}
-
-static PyObject *csr_fill(PyObject *self, PyObject *args)
-{
-    PyObject *o_pix, *o_ptr, *o_idx, *o_val, *o_col;
-    Py_ssize_t n, d;
-    if (!PyArg_ParseTuple(args, "OnnOOOO", &o_pix, &n, &d, &o_ptr, &o_idx, &o_val, &o_col)) return NULL;
-    Buf b[5];
-    memset(b, 0, sizeof b);
-    if (get_buf(o_pix, &b[0], 0, 0, "pixels") || get_buf(o_ptr, &b[1], 0, 0, "indptr")
-        || get_buf(o_idx, &b[2], 1, 0, "indices") || get_buf(o_val, &b[3], 1, 0, "values")
-        || get_buf(o_col, &b[4], 1, 0, "column counts")
-        || need(&b[0], n * d, "pixels") || need(&b[1], (n + 1) * 8, "indptr")
-        || need(&b[4], d * 8, "column counts")) { release(b, 5); return NULL; }
-    const int64_t *ptr = b[1].view.buf;
-    if (need(&b[2], ptr[n] * 2, "indices") || need(&b[3], ptr[n], "values")) { release(b, 5); return NULL; }
-    const uint8_t *pix = b[0].view.buf;
-    uint16_t *idx = b[2].view.buf;
-    uint8_t *val = b[3].view.buf;
-    int64_t *col = b[4].view.buf;
-    Py_BEGIN_ALLOW_THREADS
-    for (Py_ssize_t r = 0; r < n; r++) {
-        const uint8_t *row = pix + r * d;
-        int64_t p = ptr[r];
-        Py_ssize_t j = 0;
-        for (; j + 8 <= d; j += 8) {  /* MNIST rows are mostly zero: skip 8 zero bytes at a time */
-            uint64_t word;
-            memcpy(&word, row + j, 8);
-            if (!word) continue;
-            for (Py_ssize_t q = j; q < j + 8; q++)
-                if (row[q]) { idx[p] = (uint16_t)q; val[p] = row[q]; col[q]++; p++; }
-        }
-        for (; j < d; j++)
-            if (row[j]) { idx[p] = (uint16_t)j; val[p] = row[j]; col[j]++; p++; }
-    }
-    Py_END_ALLOW_THREADS
-    release(b, 5);
-    Py_RETURN_NONE;
-}
-
-static PyObject *csc_batches(PyObject *self, PyObject *args)
-{
-    /* (indptr, indices, values, n_rows, B, n_in, colptr (n_batches, n_in + 1) int64, rows uint16, cvals uint8):
-       each minibatch's non-zeros by column, rows within a column in increasing order */
-    PyObject *o[6];
-    Py_ssize_t n, B, d;
-    if (!PyArg_ParseTuple(args, "OOOnnnOOO", &o[0], &o[1], &o[2], &n, &B, &d, &o[3], &o[4], &o[5])) return NULL;
-    Buf b[6];
-    memset(b, 0, sizeof b);
-    static const char *names[6] = {"indptr", "indices", "values", "colptr", "rows", "cvalues"};
-    for (int i = 0; i < 6; i++)
-        if (get_buf(o[i], &b[i], i >= 3, 0, names[i])) { release(b, 6); return NULL; }
-    if (B < 1 || B > 65536 || n < 0) { release(b, 6); PyErr_SetString(PyExc_ValueError, "csc_batches: sizes"); return NULL; }
-    const Py_ssize_t nb = (n + B - 1) / B;
-    const int64_t *ptr = b[0].view.buf;
-    if (need(&b[0], (n + 1) * 8, "indptr") || need(&b[1], ptr[n] * 2, "indices") || need(&b[2], ptr[n], "values")
-        || need(&b[3], nb * (d + 1) * 8, "colptr") || need(&b[4], ptr[n] * 2, "rows")
-        || need(&b[5], ptr[n], "cvalues")) { release(b, 6); return NULL; }
-    const uint16_t *idx = b[1].view.buf;
-    const uint8_t *val = b[2].view.buf;
-    int64_t *cp = b[3].view.buf;
-    uint16_t *rows = b[4].view.buf;
-    uint8_t *cv = b[5].view.buf;
-    int ok = 1;
-    Py_BEGIN_ALLOW_THREADS
-    int64_t *next = malloc(sizeof(int64_t) * (size_t)(d > 0 ? d : 1));
-    if (!next) ok = 0;
-    for (Py_ssize_t ib = 0; ok && ib < nb; ib++) {
-        const Py_ssize_t r0 = ib * B, r1 = r0 + B < n ? r0 + B : n;
-        int64_t *c = cp + ib * (d + 1);
-        for (Py_ssize_t j = 0; j <= d; j++) c[j] = 0;
-        for (int64_t p = ptr[r0]; p < ptr[r1]; p++) c[idx[p] + 1]++;
-        c[0] = ptr[r0];
-        for (Py_ssize_t j = 0; j < d; j++) c[j + 1] += c[j];
-        for (Py_ssize_t j = 0; j < d; j++) next[j] = c[j];
-        for (Py_ssize_t r = r0; r < r1; r++)
-            for (int64_t p = ptr[r]; p < ptr[r + 1]; p++) {
-                const int64_t q = next[idx[p]]++;
-                rows[q] = (uint16_t)(r - r0);
-                cv[q] = val[p];
-            }
-    }
-    free(next);
-    Py_END_ALLOW_THREADS
-    release(b, 6);
-    if (!ok) return PyErr_NoMemory();
-    Py_RETURN_NONE;
-}
-
-/* ---- training and scoring --------------------------------------------------------------- */
-
-static PyObject *sgd(PyObject *self, PyObject *args)
-{
-    /* (val, idx|None, indptr|None, colptr|None, crow|None, cval|None, n_in, labels, W, b, colcum,
-        row0, n_rows, B, n_batches, lr, l1, l2x2, n_out, KP, threads, D, G, nll, nll0) */
-    PyObject *o[13];
-    Py_ssize_t n_in, row0, n_rows, B, nb, n_out, KP, threads;
-    double lr, l1, l2x2, nll0;
-    if (!PyArg_ParseTuple(args, "OOOOOOnOOOOnnnndddnnnOOOd", &o[0], &o[1], &o[2], &o[10], &o[11], &o[12], &n_in,
-                          &o[3], &o[4], &o[5], &o[6], &row0, &n_rows, &B, &nb, &lr, &l1, &l2x2, &n_out, &KP,
-                          &threads, &o[7], &o[8], &o[9], &nll0))
-        return NULL;
-    Buf b[13];
-    memset(b, 0, sizeof b);
-    static const char *names[13] = {"values", "indices", "indptr", "labels", "W", "b", "colcum", "D", "G", "nll",
-                                    "colptr", "crow", "cval"};
-    static const int writable[13] = {0, 0, 0, 0, 1, 1, 0, 1, 1, 1, 0, 0, 0};
-    static const int nullable[13] = {0, 1, 1, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1};
-    for (int i = 0; i < 13; i++)
-        if (get_buf(o[i], &b[i], writable[i], nullable[i], names[i])) { release(b, 13); return NULL; }
-    if (b[10].held && (!b[1].held || B > 65536 || row0 % B != 0 || !b[11].held || !b[12].held
-                       || b[10].view.len < ((row0 / B + nb) * (n_in + 1)) * 8)) {
-        release(b, 13);
-        PyErr_SetString(PyExc_ValueError, "sgd: inconsistent column (CSC) arrays");
+    Py_ssize_t sw[2] = {n_in, -1};
+    if (arr_get(oW, "W", DTS(DT_F32) | DTS(DT_F64), writable, 2, sw, NULL, W)) return NULL;
+    const struct kernel *k = fused_kernel(fused_simd_level(), W->dtype == DT_F64 ? DTYPE_F64 : DTYPE_F32);
+    const Py_ssize_t lo = n_out > k->lanes ? n_out : k->lanes;
+    if (sw[1] < lo || sw[1] > KP_MAX) {
+        PyErr_Format(PyExc_ValueError, "W: expected shape (%d, KP) with max(n_out, %d) = %zd <= KP <= %d (KP: "
+                     "at least the classes and one vector), found (%d, %zd)", n_in, k->lanes, lo, KP_MAX, n_in, sw[1]);
         return NULL;
     }
-    if (KP > KP_MAX || KP < n_out || n_out < 2 || threads < 1 || row0 < 0 || B < 1 || nb < 0
-        || (nb > 0 && row0 + (nb - 1) * B >= n_rows)) {
-        release(b, 13);
-        PyErr_SetString(PyExc_ValueError, "sgd: inconsistent sizes");
-        return NULL;
-    }
-    const Py_ssize_t item = b[4].view.itemsize;
-    if ((item != 4 && item != 8) || b[5].view.itemsize != item || b[7].view.itemsize != item || b[8].view.itemsize != item) {
-        release(b, 13);
-        PyErr_SetString(PyExc_TypeError, "sgd: W, b, D and G must all be float32 or all float64");
-        return NULL;
-    }
-    if (need(&b[3], n_rows * 8, "labels") || need(&b[4], n_in * KP * item, "W") || need(&b[5], KP * item, "b")
-        || need(&b[6], (n_in + 1) * 8, "colcum") || need(&b[7], B * KP * item, "D")
-        || need(&b[8], n_in * KP * item, "G") || need(&b[9], B * 8, "nll")
-        || need(&b[2], (n_rows + 1) * 8, "indptr")
-        || (b[1].held ? 0 : need(&b[0], n_rows * n_in, "values"))) { release(b, 13); return NULL; }
-    const uint8_t *val = b[0].view.buf;
-    const uint16_t *idx = b[1].view.buf;
-    const int64_t *ptr = b[2].view.buf;
-    const int64_t *colptr = b[10].held ? (const int64_t *)b[10].view.buf + (row0 / B) * (n_in + 1) : NULL;
-    const uint16_t *crow = b[11].view.buf;
-    const uint8_t *cval = b[12].view.buf;
+    Py_ssize_t sb[1] = {sw[1]};
+    if (arr_get(ob, "b", DTS(W->dtype), writable, 1, sb, "W", b)) return NULL;
+    *kp = (int)sw[1];
+    return k;
+}
+
+/* A call in progress: the arrays it holds (labels, W, b, then sgd's D, G, nll), the checked copy
+ * of the labels it reads, the kernel it runs, and what that returned. */
+struct call {
+    PyObject *o[20];  /* the arguments, in the order of their names (SGD_ARGS, ERRORS_ARGS) */
+    Arr a[6];
+    int64_t *labels;
+    const struct kernel *k;
     double total;
-    const int avx = use_avx2();
-    Py_BEGIN_ALLOW_THREADS
-    if (item == 4) {
-#if HAVE_AVX2_CLONE
-        if (avx)
-            total = sgd_f32_avx2(val, idx, ptr, n_in, colptr, crow, cval, b[3].view.buf, b[4].view.buf, b[5].view.buf, b[6].view.buf,
-                                 row0, n_rows, B, nb, (float)lr, (float)l1, (float)l2x2, n_out, KP, threads,
-                                 b[7].view.buf, b[8].view.buf, b[9].view.buf, nll0);
-        else
-#endif
-            total = sgd_f32(val, idx, ptr, n_in, colptr, crow, cval, b[3].view.buf, b[4].view.buf, b[5].view.buf, b[6].view.buf,
-                            row0, n_rows, B, nb, (float)lr, (float)l1, (float)l2x2, n_out, KP, threads,
-                            b[7].view.buf, b[8].view.buf, b[9].view.buf, nll0);
-    } else {
-#if HAVE_AVX2_CLONE
-        if (avx)
-            total = sgd_f64_avx2(val, idx, ptr, n_in, colptr, crow, cval, b[3].view.buf, b[4].view.buf, b[5].view.buf, b[6].view.buf,
-                                 row0, n_rows, B, nb, lr, l1, l2x2, n_out, KP, threads,
-                                 b[7].view.buf, b[8].view.buf, b[9].view.buf, nll0);
-        else
-#endif
-            total = sgd_f64(val, idx, ptr, n_in, colptr, crow, cval, b[3].view.buf, b[4].view.buf, b[5].view.buf, b[6].view.buf,
-                            row0, n_rows, B, nb, lr, l1, l2x2, n_out, KP, threads,
-                            b[7].view.buf, b[8].view.buf, b[9].view.buf, nll0);
+    int64_t wrong;
+};
+
+/* Keyword arguments only, names[0..n) all required: o[i] (borrowed). */
+static int keywords(const char *fn, PyObject *args, PyObject *kwargs, const char *const *names, int n, PyObject **o)
+{
+    if (PyTuple_GET_SIZE(args)) {
+        PyErr_Format(PyExc_TypeError, "%s(): expected keyword arguments only, found %zd positional", fn,
+                     PyTuple_GET_SIZE(args));
+        return -1;
     }
-    Py_END_ALLOW_THREADS
-    release(b, 13);
-    return PyFloat_FromDouble(total);
+    for (int i = 0; i < n; i++)
+        if (!(o[i] = kwargs ? PyDict_GetItemString(kwargs, names[i]) : NULL)) {
+            PyErr_Format(PyExc_TypeError, "%s(): missing argument '%s'", fn, names[i]);
+            return -1;
+        }
+    Py_ssize_t pos = 0;
+    PyObject *key, *value;
+    while (kwargs && PyDict_Next(kwargs, &pos, &key, &value)) {
+        int known = 0;
+        for (int i = 0; !known && i < n; i++)
+            known = PyUnicode_Check(key) && PyUnicode_CompareWithASCIIString(key, names[i]) == 0;
+        if (!known) {
+            PyErr_Format(PyExc_TypeError, "%s(): unexpected argument %R", fn, key);
+            return -1;
+        }
+    }
+    return 0;
 }
 
-static PyObject *errors(PyObject *self, PyObject *args)
+/* The keyword arguments of entry point fn, names[0..n) (COMMON_ARGS first), into c->o, and the
+ * arguments both entry points take, checked, into c and s. */
+#define COMMON_ARGS "layout", "labels", "W", "b", "n_rows", "n_out", "threads"
+static int common(const char *fn, PyObject *args, PyObject *kwargs, const char *const *names, int n, int writable,
+                  struct call *c, struct kernel_args *s)
 {
-    /* (val, idx|None, indptr|None, n_in, labels, W, b, n_rows, n_out, KP, threads) */
-    PyObject *o[6];
-    Py_ssize_t n_in, n_rows, n_out, KP, threads;
-    if (!PyArg_ParseTuple(args, "OOOnOOOnnnn", &o[0], &o[1], &o[2], &n_in, &o[3], &o[4], &o[5],
-                          &n_rows, &n_out, &KP, &threads))
-        return NULL;
-    Buf b[6];
-    memset(b, 0, sizeof b);
-    static const char *names[6] = {"values", "indices", "indptr", "labels", "W", "b"};
-    static const int nullable[6] = {0, 1, 1, 0, 0, 0};
-    for (int i = 0; i < 6; i++)
-        if (get_buf(o[i], &b[i], 0, nullable[i], names[i])) { release(b, 6); return NULL; }
-    if (KP > KP_MAX || KP < n_out || n_out < 2 || threads < 1 || n_rows < 0) {
-        release(b, 6);
-        PyErr_SetString(PyExc_ValueError, "errors: inconsistent sizes");
-        return NULL;
-    }
-    const Py_ssize_t item = b[4].view.itemsize;
-    if ((item != 4 && item != 8) || b[5].view.itemsize != item) {
-        release(b, 6);
-        PyErr_SetString(PyExc_TypeError, "errors: W and b must both be float32 or float64");
-        return NULL;
-    }
-    if (need(&b[3], n_rows * 8, "labels") || need(&b[4], n_in * KP * item, "W") || need(&b[5], KP * item, "b")
-        || need(&b[2], (n_rows + 1) * 8, "indptr")
-        || (b[1].held ? 0 : need(&b[0], n_rows * n_in, "values"))) { release(b, 6); return NULL; }
-    int64_t wrong;
-    const int avx = use_avx2();
+    PyObject **o = c->o;
+    const struct rows *rows;
+    int64_t n_out, threads;
+    if (keywords(fn, args, kwargs, names, n, o) || !(rows = layout_rows(o[0]))) return -1;
+    s->rows = *rows;
+    if (int_arg(o[4], "n_rows", 0, rows->n, &s->n_rows) || int_arg(o[5], "n_out", 2, KP_MAX, &n_out)
+        || int_arg(o[6], "threads", 1, MAX_THREADS, &threads))
+        return -1;
+    s->n_out = (int)n_out;
+    s->threads = (int)threads;
+    Py_ssize_t shape_labels[1] = {rows->n};
+    if (arr_get(o[1], "labels", DTS(DT_I64), 0, 1, shape_labels, NULL, &c->a[0])
+        || !(c->k = params(o[2], o[3], writable, rows->n_in, s->n_out, &c->a[1], &c->a[2], &s->kp)))
+        return -1;
+    s->W = c->a[1].view.buf;
+    s->b = c->a[2].view.buf;
+    return 0;
+}
+
+/* The last check, the labels of the `count` rows read from row `first`, then the kernel (sgd's when
+ * given, else errors), with the GIL released. */
+static int run(struct call *c, struct kernel_args *s, const struct sgd_args *sgd_args, int64_t first, int64_t count)
+{
+    if (labels_copy(&c->a[0], first, count, s->n_out, &c->labels)) return -1;
+    s->labels = c->labels;
     Py_BEGIN_ALLOW_THREADS
-    if (item == 4) {
-#if HAVE_AVX2_CLONE
-        if (avx)
-            wrong = errors_f32_avx2(b[0].view.buf, b[1].view.buf, b[2].view.buf, n_in, b[3].view.buf,
-                                    b[4].view.buf, b[5].view.buf, n_rows, n_out, KP, threads);
-        else
-#endif
-            wrong = errors_f32(b[0].view.buf, b[1].view.buf, b[2].view.buf, n_in, b[3].view.buf,
-                               b[4].view.buf, b[5].view.buf, n_rows, n_out, KP, threads);
-    } else {
-#if HAVE_AVX2_CLONE
-        if (avx)
-            wrong = errors_f64_avx2(b[0].view.buf, b[1].view.buf, b[2].view.buf, n_in, b[3].view.buf,
-                                    b[4].view.buf, b[5].view.buf, n_rows, n_out, KP, threads);
-        else
-#endif
-            wrong = errors_f64(b[0].view.buf, b[1].view.buf, b[2].view.buf, n_in, b[3].view.buf,
-                               b[4].view.buf, b[5].view.buf, n_rows, n_out, KP, threads);
-    }
+    if (sgd_args) c->total = c->k->sgd(sgd_args);
+    else c->wrong = c->k->errors(s);
     Py_END_ALLOW_THREADS
-    release(b, 6);
-    return PyLong_FromLongLong(wrong);
+    return 0;
+}
+
+static PyObject *finish(struct call *c, PyObject *result)
+{
+    free(c->labels);
+    arr_release(c->a, 6);
+    return result;
+}
+
+/* With the layout's minibatch columns, the call's minibatches must be theirs. */
+static int columns_fit(const struct sgd_args *s)
+{
+    const struct rows *rows = &s->base.rows;
+    if (!rows->colptr) return 0;
+    if (s->batch != rows->csc_batch)
+        PyErr_Format(PyExc_ValueError, "batch_size: expected %lld (the layout's minibatch columns), found %lld",
+                     (long long)rows->csc_batch, (long long)s->batch);
+    else if (s->base.n_rows != rows->csc_rows)
+        PyErr_Format(PyExc_ValueError, "n_rows: expected %lld (the layout's minibatch columns), found %lld",
+                     (long long)rows->csc_rows, (long long)s->base.n_rows);
+    else if (s->row0 % s->batch)
+        PyErr_Format(PyExc_ValueError, "row0: expected a multiple of batch_size %lld, found %lld",
+                     (long long)s->batch, (long long)s->row0);
+    else
+        return 0;
+    return -1;
+}
+
+static const char *const SGD_ARGS[] = {COMMON_ARGS, "D", "G", "nll", "row0", "batch_size", "n_batches", "lr", "l1",
+                                       "l2x2", "total"};
+enum { SGD_NARGS = sizeof SGD_ARGS / sizeof SGD_ARGS[0] };
+_Static_assert(SGD_NARGS <= sizeof ((struct call *)0)->o / sizeof(PyObject *), "struct call: room for sgd's arguments");
+
+static PyObject *sgd(PyObject *self, PyObject *args, PyObject *kwargs)
+{
+    struct call c = {0};
+    struct sgd_args s = {0};
+    PyObject **o = c.o;
+    if (common("sgd", args, kwargs, SGD_ARGS, SGD_NARGS, 1, &c, &s.base)) return finish(&c, NULL);
+    const int64_t n_rows = s.base.n_rows;
+    if (int_arg(o[11], "batch_size", 1, INT32_MAX, &s.batch) || int_arg(o[10], "row0", 0, n_rows, &s.row0)
+        || int_arg(o[12], "n_batches", 0, (n_rows - s.row0 + s.batch - 1) / s.batch, &s.n_batches)
+        || real_arg(o[13], "lr", &s.lr) || real_arg(o[14], "l1", &s.l1) || real_arg(o[15], "l2x2", &s.l2x2)
+        || real_arg(o[16], "total", &s.total) || columns_fit(&s))
+        return finish(&c, NULL);
+    Py_ssize_t shape_D[2] = {s.batch, s.base.kp}, shape_G[2] = {s.base.rows.n_in, s.base.kp}, shape_nll[1] = {s.batch};
+    const enum dtype real = c.a[1].dtype;
+    const int64_t read = s.n_batches * s.batch < n_rows - s.row0 ? s.n_batches * s.batch : n_rows - s.row0;
+    if (arr_get(o[7], "D", DTS(real), 1, 2, shape_D, "W", &c.a[3])
+        || arr_get(o[8], "G", DTS(real), 1, 2, shape_G, "W", &c.a[4])
+        || arr_get(o[9], "nll", DTS(DT_F64), 1, 1, shape_nll, NULL, &c.a[5]) || arrs_disjoint(c.a + 1, 5))
+        return finish(&c, NULL);
+    s.D = c.a[3].view.buf;
+    s.G = c.a[4].view.buf;
+    s.nll = c.a[5].view.buf;
+    if (run(&c, &s.base, &s, s.row0, read)) return finish(&c, NULL);
+    return finish(&c, PyFloat_FromDouble(c.total));
+}
+
+static const char *const ERRORS_ARGS[] = {COMMON_ARGS};
+enum { ERRORS_NARGS = sizeof ERRORS_ARGS / sizeof ERRORS_ARGS[0] };
+
+static PyObject *errors(PyObject *self, PyObject *args, PyObject *kwargs)
+{
+    struct kernel_args s = {0};
+    struct call c = {0};
+    if (common("errors", args, kwargs, ERRORS_ARGS, ERRORS_NARGS, 0, &c, &s) || run(&c, &s, NULL, 0, s.n_rows))
+        return finish(&c, NULL);
+    return finish(&c, PyLong_FromLongLong(c.wrong));
 }
 
 static PyObject *info(PyObject *self, PyObject *noargs)
 {
 #ifdef _OPENMP
-    const int openmp = 1;
+    PyObject *openmp = Py_True;
 #else
-    const int openmp = 0;
+    PyObject *openmp = Py_False;
 #endif
-    return Py_BuildValue("{s:O,s:s}", "openmp", openmp ? Py_True : Py_False,
-                         "simd", use_avx2() ? "avx2+fma" : "baseline");
+    return Py_BuildValue("{s:O,s:s}", "openmp", openmp, "simd", fused_simd_name(fused_simd_level()));
 }
 
 static PyMethodDef methods[] = {
-    {"csr_indptr", csr_indptr, METH_VARARGS, "csr_indptr(pixels, n, d, indptr): row offsets of the non-zeros"},
-    {"csr_fill", csr_fill, METH_VARARGS,
-     "csr_fill(pixels, n, d, indptr, indices, values, column_counts): the non-zeros, and counts per column"},
-    {"csc_batches", csc_batches, METH_VARARGS, "csc_batches(...): each minibatch's non-zeros by column"},
-    {"sgd", sgd, METH_VARARGS, "sgd(...): SGD steps on consecutive minibatches; returns the summed NLL"},
-    {"errors", errors, METH_VARARGS, "errors(...): misclassified rows"},
-    {"info", info, METH_NOARGS, "info(): {'openmp': bool, 'simd': str}"},
+    {"sgd", (PyCFunction)(void (*)(void))sgd, METH_VARARGS | METH_KEYWORDS,
+     "sgd($module, /, *, layout, labels, W, b, n_rows, n_out, threads, D, G, nll, row0, batch_size, n_batches, lr, "
+     "l1, l2x2, total)\n--\n\n"
+     "n_batches SGD steps on the minibatches of batch_size rows starting at row row0 (rows < n_rows) of the "
+     "layout; returns total plus their summed NLL.\n\n"
+     "labels: int64 (layout.n,), each < n_out. W: float32 or float64 (layout.n_in, KP), n_out <= KP <= KP_MAX, "
+     "its columns >= n_out zero; b: (KP,). W and b are updated in place. Scratch: D (batch_size, KP) and "
+     "G (layout.n_in, KP) of W's dtype, nll float64 (batch_size,). lr, l1, l2x2: the step, the L1 coefficient "
+     "and twice the L2 coefficient. threads: at most MAX_THREADS."},
+    {"errors", (PyCFunction)(void (*)(void))errors, METH_VARARGS | METH_KEYWORDS,
+     "errors($module, /, *, layout, labels, W, b, n_rows, n_out, threads)\n--\n\n"
+     "The misclassified rows among the first n_rows of the layout (arg-max of x W + b, first maximum wins); "
+     "arrays as for sgd."},
+    {"info", info, METH_NOARGS, "info($module, /)\n--\n\n{'openmp': bool, 'simd': str}: how the kernel was built."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -406,6 +210,23 @@ static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_fused", "The fused 
 
 PyMODINIT_FUNC PyInit__fused(void)
 {
-    init_tables();
-    return PyModule_Create(&module);
+    for (int simd = 0; simd < N_SIMD; simd++)
+        for (int real = 0; real < N_REAL; real++)
+            if (fused_kernel(simd, real)) fused_kernel(simd, real)->init();
+    fused_simd_level();  /* chosen once, now */
+    if (PyType_Ready(&FusedLayoutType) < 0) return NULL;
+    PyObject *m = PyModule_Create(&module);
+    if (!m) return NULL;
+    Py_INCREF(&FusedLayoutType);
+    if (PyModule_AddObject(m, "Layout", (PyObject *)&FusedLayoutType) < 0) {
+        Py_DECREF(&FusedLayoutType);
+        Py_DECREF(m);
+        return NULL;
+    }
+    if (PyModule_AddIntConstant(m, "KP_MAX", KP_MAX) < 0
+        || PyModule_AddIntConstant(m, "MAX_THREADS", MAX_THREADS) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
 }

@@ -1,5 +1,10 @@
 /* The fused engine's arithmetic, instantiated once per element type and instruction set by
- * _fused.c (which defines REAL, EXP, LOG and SFX before including this file).
+ * _fused_kernels.c, which defines before each inclusion KERNEL_F64 (0: float, 1: double),
+ * KERNEL_SIMD (the name suffix), KERNEL_AVX2 (0 or 1) and VBYTES (the vector width in bytes).
+ * Each inclusion defines the static kernel_<f32|f64>_<KERNEL_SIMD> (a struct kernel, _fused.h).
+ *
+ * The arguments come checked (_fused.c): every array of the stated length, labels < n_out,
+ * n_out <= kp <= KP_MAX, kp >= the vector's lanes, the layout built by _fused_layout.c.
  *
  * Rows are uint8 pixels u (the value is u / 256). A row is either sparse (CSR: its non-zero
  * pixels' column indices `idx` (uint16) and values `val`) or dense (all n_in values, idx NULL).
@@ -12,11 +17,24 @@
  * Sums over pixels are kept unscaled and multiplied by 1/256 once (exact: a power of two).
  */
 
+#if KERNEL_F64
+#define REAL double
+#define EXP exp
+#define LOG log
+#define SFX CAT(f64, KERNEL_SIMD)
+#else
+#define REAL float
+#define EXP expf
+#define LOG logf
+#define SFX CAT(f32, KERNEL_SIMD)
+#define VEXP 1 /* float: a vectorised exp (below) */
+#endif
+
 #define CAT_(a, b) a##_##b
 #define CAT(a, b) CAT_(a, b)
 #define FN(name) CAT(name, SFX)
 
-/* SIMD vectors of VBYTES bytes (_fused.c: 32 for the AVX2 clones, 16, SSE2's or NEON's width,
+/* SIMD vectors of VBYTES bytes (_fused_kernels.c: 32 for the AVX2 clones, 16, SSE2's or NEON's width,
  * for the baseline, where wider generic vectors are split by the compiler and run many times
  * slower), loaded and stored unaligned. Each lane's sums are the same for any width. */
 typedef REAL FN(vec) __attribute__((vector_size(VBYTES), aligned(sizeof(REAL))));
@@ -30,10 +48,12 @@ typedef REAL FN(vec) __attribute__((vector_size(VBYTES), aligned(sizeof(REAL))))
 static REAL FN(u8)[256];
 static void FN(init_table)(void) { for (int i = 0; i < 256; i++) FN(u8)[i] = (REAL)i; }
 
-/* The table entry *p in every lane. Where _fused.c defines BCAST (the AVX2 clones: one
- * vbroadcastss/sd from memory, a pure load), that; otherwise a scalar load the compiler spreads. */
-#ifdef BCAST
-#define SPLAT(p) BCAST(p)
+/* The table entry *p in every lane: for AVX2, one vbroadcastss/sd from memory, a pure load;
+ * otherwise a scalar load the compiler spreads. */
+#if KERNEL_AVX2 && KERNEL_F64
+#define SPLAT(p) ((V)_mm256_broadcast_sd(p))
+#elif KERNEL_AVX2
+#define SPLAT(p) ((V)_mm256_broadcast_ss(p))
 #else
 #define SPLAT(p) ((V){0} + *(p))
 #endif
@@ -55,7 +75,8 @@ static void FN(init_table)(void) { for (int i = 0; i < 256; i++) FN(u8)[i] = (RE
 #endif
 #endif
 
-/* acc[v] (the columns from OFF(v)) = sum_t val[t] * M[row(t), :] (unscaled), row(t) = idx[t], or t for dense rows (idx NULL).
+/* acc[v] (the columns from OFF(v)) = sum_t val[t] * M[row(t), :] (unscaled), row(t) = idx[t], or t for dense
+ * rows (idx NULL).
  * Four interleaved accumulators per vector hide the FMA latency; they are added in a fixed order.
  * The sparse and dense loops are separate copies (ROW), so the inner loop has no test of idx. */
 static inline __attribute__((always_inline)) void FN(gather_sum)(
@@ -112,7 +133,8 @@ static inline __attribute__((always_inline)) void FN(fwd)(
 }
 
 /* g[0:KP] += u * d[0:KP] */
-static inline __attribute__((always_inline)) void FN(axpy)(REAL u, const REAL *restrict d, REAL *restrict g, const int KP)
+static inline __attribute__((always_inline)) void FN(axpy)(
+    REAL u, const REAL *restrict d, REAL *restrict g, const int KP)
 {
     const int NV = NVEC(KP);
     V out[NVEC_MAX];  /* all read before any is written: overlapping lanes get the same value */
@@ -224,27 +246,34 @@ static void FN(columns)(const int64_t *colcum, int n_in, int t, int nt, int *j0,
     *j0 = bounds[0]; *j1 = bounds[1];
 }
 
-/* n_batches SGD steps on consecutive minibatches starting at row row0.
+/* s->n_batches SGD steps on consecutive minibatches starting at row s->row0.
  *   Phase 1, rows split across threads: logits, softmax, d (B, KP), per-row NLL.
  *   Phase 2, columns split across threads: each thread sums val * d over the rows, in row
  *   order, for the pixels in its columns, and updates those rows of W; thread 0 updates b.
  * Every sum is taken in an order that does not depend on the number of threads, so the
- * result is bit-identical for any thread count.
- * Scratch: D (B * KP), G (n_in * KP), nll (B). Returns total plus the NLL of each row, added in
- * row order (so a run split into several calls sums exactly as one call). */
-static double FN(sgd)(
-    const uint8_t *val, const uint16_t *idx, const int64_t *indptr, int n_in,
-    const int64_t *colptr, const uint16_t *crow, const uint8_t *cval,
-    const int64_t *labels, REAL *W, REAL *b, const int64_t *colcum,
-    int64_t row0, int64_t n_rows, int64_t B, int64_t n_batches,
-    REAL lr, REAL l1, REAL l2x2, int n_out, int KP, int threads,
-    REAL *D, REAL *G, double *nll, double total)
+ * result is bit-identical for any thread count. The phases meet at barrier_wait (_fused_kernels.c).
+ * Scratch: D (B * KP), G (n_in * KP), nll (B). Returns s->total plus the NLL of each row, added
+ * in row order (so a run split into several calls sums exactly as one call). */
+static double FN(sgd)(const struct sgd_args *s)
 {
+    const struct kernel_args *a = &s->base;
+    const uint8_t *val = a->rows.val;
+    const uint16_t *idx = a->rows.idx, *crow = a->rows.crow;
+    const int64_t *indptr = a->rows.indptr, *colcum = a->rows.colcum, *labels = a->labels;
+    const uint8_t *cval = a->rows.cval;
+    const int n_in = a->rows.n_in, n_out = a->n_out, KP = a->kp, threads = a->threads;
+    const int64_t row0 = s->row0, n_rows = a->n_rows, B = s->batch, n_batches = s->n_batches;
+    const int64_t *colptr = a->rows.colptr ? a->rows.colptr + (row0 / B) * (int64_t)(n_in + 1) : NULL;
+    const REAL lr = (REAL)s->lr, l1 = (REAL)s->l1, l2x2 = (REAL)s->l2x2;
+    REAL *W = a->W, *b = a->b, *D = s->D, *G = s->G;
+    double *nll = s->nll;
+    double total = s->total;
+    struct barrier bar = {0, 0, 0};
 #ifdef _OPENMP
 #pragma omp parallel num_threads(threads)
 #endif
     {
-        int t = 0, nt = 1;
+        int t = 0, nt = 1, sense = 0;
 #ifdef _OPENMP
         t = omp_get_thread_num(); nt = omp_get_num_threads();
 #endif
@@ -256,7 +285,7 @@ static double FN(sgd)(
             const int64_t n = end - start;
             const REAL rn = (REAL)n;
 #ifdef _OPENMP
-#pragma omp for schedule(static)
+#pragma omp for schedule(static) nowait
 #endif
             for (int64_t r = start; r < end; r++) {
                 REAL z[KP_MAX];
@@ -266,12 +295,13 @@ static double FN(sgd)(
                 REAL *d = D + (r - start) * KP;
                 if (KP == 16) {
                     FN(fwd)(v, ix, cnt, W, 16, z);
-                    nll[r - start] = FN(softmax_delta)(z, b, labels[r], n_out, 16, rn, d);
+                    nll[r - start] = FN(softmax_delta)(z, b, labels[r - row0], n_out, 16, rn, d);
                 } else {
                     FN(fwd)(v, ix, cnt, W, KP, z);
-                    nll[r - start] = FN(softmax_delta)(z, b, labels[r], n_out, KP, rn, d);
+                    nll[r - start] = FN(softmax_delta)(z, b, labels[r - row0], n_out, KP, rn, d);
                 }
-            }  /* implicit barrier: D complete, W and b no longer read */
+            }
+            barrier_wait(&bar, nt, &sense);  /* D complete, W and b no longer read */
             if (colptr) {
                 /* this minibatch's columns (CSC): g_j = sum over its rows, in row order within
                    each of four interleaved accumulators, then the update of W's row j */
@@ -315,19 +345,21 @@ static double FN(sgd)(
                 for (int k = 0; k < n_out; k++) b[k] -= lr * g[k];
                 for (int64_t r = 0; r < n; r++) total += nll[r];
             }
-#ifdef _OPENMP
-#pragma omp barrier
-#endif
+            barrier_wait(&bar, nt, &sense);
         }
     }
     return total;
 }
 
-/* Misclassified rows among the first n_rows (arg-max, first maximum wins, as np.argmax). */
-static int64_t FN(errors)(
-    const uint8_t *val, const uint16_t *idx, const int64_t *indptr, int n_in,
-    const int64_t *labels, const REAL *W, const REAL *b, int64_t n_rows, int n_out, int KP, int threads)
+/* Misclassified rows among the first a->n_rows (arg-max, first maximum wins, as np.argmax). */
+static int64_t FN(errors)(const struct kernel_args *a)
 {
+    const uint8_t *val = a->rows.val;
+    const uint16_t *idx = a->rows.idx;
+    const int64_t *indptr = a->rows.indptr, *labels = a->labels;
+    const int n_in = a->rows.n_in, n_out = a->n_out, KP = a->kp, threads = a->threads;
+    const int64_t n_rows = a->n_rows;
+    const REAL *W = a->W, *b = a->b;
     int64_t wrong = 0;
 #ifdef _OPENMP
 #pragma omp parallel for schedule(static) num_threads(threads) reduction(+:wrong)
@@ -350,6 +382,8 @@ static int64_t FN(errors)(
     return wrong;
 }
 
+static const struct kernel FN(kernel) = {FN(sgd), FN(errors), FN(init_table), LANES};
+
 #undef SPLAT
 #undef V
 #undef LANES
@@ -359,3 +393,9 @@ static int64_t FN(errors)(
 #undef FN
 #undef CAT
 #undef CAT_
+#undef SFX
+#undef REAL
+#undef EXP
+#undef LOG
+#undef VEXP
+#undef KERNEL_F64

@@ -22,12 +22,20 @@ NLL and ``dcost/dlogits`` of each row (rows split across threads), then
 owning a block of W's rows (balanced by non-zero count), which it updates in
 place; two barriers per minibatch, no reduction across threads.
 
+The kernel's boundary: it builds and owns each split's sparse form
+(``_fused.Layout``), which Python cannot reach, and checks every other argument of
+every call (dtype, shape, contiguity, labels in range, ...), raising ``ValueError`` or
+``TypeError`` for a bad one; the calls below pass keyword arguments.
+
 Threading: OpenMP, at most ``threads`` (default: the cores this process may run
-on). Every sum is taken in an order that does not depend on the thread count,
-so results are bit-identical for any thread count, and the engine can choose
-freely: unless ``threads`` is given, it measures as it runs whether all threads
-or one is faster (one is, several times, when other work keeps the cores busy)
-and uses the faster (:class:`~logreg_mnist.engines.base.ThreadChooser`).
+on); within a call the threads meet at the kernel's own barrier, which spins
+briefly, then sleeps, so that on a busy machine a waiting thread does not take its
+partner's time (no environment variable is set). Every sum is taken in an order
+that does not depend on the thread count, so results are bit-identical for any
+thread count, and the engine can choose freely: unless ``threads`` is given, it
+measures as it runs whether all threads or one is faster (one is, several times,
+when other work keeps the cores busy) and uses the faster
+(:class:`~logreg_mnist.engines.base.ThreadChooser`).
 
 Agreement with the NumPy reference: the same float32 (or float64) formulas, with
 sums taken in another order; after one epoch of the tutorial preset the
@@ -47,24 +55,13 @@ from ..data.cache import release_pages
 from ..errors import ConfigError
 from .base import SGDSettings, ThreadChooser, Tolerance, counted, n_batches
 
-import os
-
-# libgomp spins up to 300,000 times at a barrier before sleeping; on a machine whose cores are
-# busy with other work, a spinning thread takes the time its partner needs, and an epoch takes
-# several times longer. A short spin keeps the barrier fast on an idle machine and polite on a
-# busy one. Read by libgomp when it loads, so set before the kernel is imported; a user's own
-# setting (or OMP_WAIT_POLICY) wins.
-if "OMP_WAIT_POLICY" not in os.environ:
-    os.environ.setdefault("GOMP_SPINCOUNT", "10000")
-
 try:
     from . import _fused
 except ImportError:  # the optional extension was not built
-    _fused = None
+    _fused = None  # type: ignore[assignment]
 
 PROBE_BATCHES = 8  # minibatches run with a thread count being tried
 DENSE_ABOVE = 0.5  # a split with more than this fraction of non-zero pixels is used dense
-_KP_MAX = 264
 
 
 def available() -> bool:
@@ -88,51 +85,16 @@ def _aligned_zeros(shape: tuple[int, ...], dtype: np.dtype, align: int = 64) -> 
     return buffer[start : start + n * dtype.itemsize].view(dtype).reshape(shape)
 
 
-class _Rows:
-    """One split's pixels as the kernel reads them: CSR (sparse) or the uint8 rows (dense).
+def _layout(pixels: np.ndarray) -> _fused.Layout:
+    """One split's uint8 (n, n_in) pixels as the kernel reads them: a ``_fused.Layout``.
 
-    Attributes:
-        values: uint8 (nnz,) for CSR, or the uint8 (n, n_in) rows.
-        indices: uint16 (nnz,) column of each value, or None when dense.
-        indptr: int64 (n + 1,) row offsets into values, or None when dense.
-        colcum: int64 (n_in + 1,) cumulative non-zeros per column (balances the threads).
+    Sparse (each row's non-zero pixels: uint16 columns, uint8 values, copied into memory
+    the kernel owns) when at most :data:`DENSE_ABOVE` of the pixels are non-zero and
+    n_in <= 65,536, else dense (the uint8 rows, read in place). Its ``sparse`` and
+    ``density`` tell which; ``add_minibatch_columns(n_rows, batch_size)`` also keeps each
+    minibatch's non-zeros by column, which the gradient pass reads (sparse layouts only).
     """
-
-    def __init__(self, pixels: np.ndarray):
-        n, d = pixels.shape
-        pixels = np.ascontiguousarray(pixels, dtype=np.uint8)
-        indptr = np.empty(n + 1, np.int64)
-        _fused.csr_indptr(pixels, n, d, indptr)
-        nnz = int(indptr[-1])
-        columns = np.zeros(d, np.int64)
-        self.density = nnz / max(n * d, 1)
-        if d <= 65536 and self.density <= DENSE_ABOVE:
-            self.indices = np.empty(nnz, np.uint16)
-            self.values = np.empty(nnz, np.uint8)
-            _fused.csr_fill(pixels, n, d, indptr, self.indices, self.values, columns)
-            self.indptr = indptr
-        else:  # dense: every pixel is read; the threads split the columns evenly
-            self.values, self.indices, self.indptr = pixels, None, None
-            columns[:] = n
-        self.colcum = np.concatenate([[0], np.cumsum(columns)]).astype(np.int64)
-        self.n = n
-        self.colptr = self.crow = self.cval = None
-
-    def add_minibatch_columns(self, n_rows: int, batch_size: int) -> None:
-        """Also keep each minibatch's non-zeros by column (CSC), for the gradient pass.
-
-        colptr: int64 (n_batches, n_in + 1); crow: uint16 row within the minibatch;
-        cval: uint8. Only for sparse splits and minibatches of at most 65,536 rows.
-        """
-        if self.indices is None or batch_size > 65536:
-            return
-        nnz = int(self.indptr[n_rows])
-        n_b = -(-n_rows // batch_size)
-        self.colptr = np.empty((n_b, len(self.colcum)), np.int64)
-        self.crow = np.empty(nnz, np.uint16)
-        self.cval = np.empty(nnz, np.uint8)
-        _fused.csc_batches(self.indptr, self.indices, self.values, n_rows, batch_size, len(self.colcum) - 1,
-                           self.colptr, self.crow, self.cval)
+    return _fused.Layout(np.ascontiguousarray(pixels, dtype=np.uint8), dense_above=DENSE_ABOVE)
 
 
 class FusedEngine:
@@ -177,12 +139,12 @@ class FusedEngine:
         self.n_out = data.n_classes
         per_line = 64 // self.dtype.itemsize
         self.kp = -(-self.n_out // per_line) * per_line  # row stride: whole cache lines
-        if self.kp > _KP_MAX:
+        if self.kp > _fused.KP_MAX:
             raise ConfigError(f"engine 'fused': expected at most 256 classes, found {self.n_out}")
         self._rows = {}
         for s in ("train", "valid", "test"):
-            self._rows[s] = _Rows(data.split(s).pixels)
-            if self._rows[s].indices is not None:
+            self._rows[s] = _layout(data.split(s).pixels)
+            if self._rows[s].sparse:
                 release_pages(data.split(s).pixels)  # the CSR copy is what is read from now on
         self._y = {s: np.ascontiguousarray(data.split(s).labels, dtype=np.int64) for s in ("train", "valid", "test")}
         for s, y in self._y.items():
@@ -202,7 +164,7 @@ class FusedEngine:
     @property
     def layout(self) -> dict[str, str]:
         """How each split is read: ``"sparse (density 0.19)"`` or ``"dense (...)"``."""
-        return {s: f"{'dense' if r.indices is None else 'sparse'} (density {r.density:.2f})"
+        return {s: f"{'sparse' if r.sparse else 'dense'} (density {r.density:.2f})"
                 for s, r in self._rows.items()}
 
     def set_params(self, W: np.ndarray, b: np.ndarray) -> None:
@@ -239,12 +201,11 @@ class FusedEngine:
 
     def _steps(self, start: int, stop: int, threads: int, nll: float) -> tuple[float, int]:
         """Minibatches ``start`` to ``stop - 1`` in one call into the kernel: (nll + their NLL, examples)."""
-        r = self._rows["train"]
         row0 = start * self.batch_size
-        total = _fused.sgd(r.values, r.indices, r.indptr, r.colptr, r.crow, r.cval, self.n_in, self._y["train"],
-                           self.W, self.b, r.colcum, row0, self._n_train_rows, self.batch_size, stop - start,
-                           self.lr, self.l1, self.l2x2, self.n_out, self.kp, threads, self._D, self._G, self._nll,
-                           nll)
+        total = _fused.sgd(layout=self._rows["train"], labels=self._y["train"], W=self.W, b=self.b, D=self._D,
+                           G=self._G, nll=self._nll, row0=row0, n_rows=self._n_train_rows,
+                           batch_size=self.batch_size, n_batches=stop - start, lr=self.lr, l1=self.l1,
+                           l2x2=self.l2x2, n_out=self.n_out, threads=threads, total=nll)
         return total, min(stop * self.batch_size, self._n_train_rows) - row0
 
     def counted(self, split: str) -> int:
@@ -253,7 +214,6 @@ class FusedEngine:
 
     def count_errors(self, split: str) -> tuple[int, int]:
         n = self.counted(split)
-        r = self._rows[split]
-        wrong = _fused.errors(r.values, r.indices, r.indptr, self.n_in, self._y[split], self.W, self.b, n,
-                              self.n_out, self.kp, self._chooser.current)
+        wrong = _fused.errors(layout=self._rows[split], labels=self._y[split], W=self.W, b=self.b, n_rows=n,
+                              n_out=self.n_out, threads=self._chooser.current)
         return int(wrong), n
