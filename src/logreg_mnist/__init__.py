@@ -15,14 +15,20 @@ from typing import TYPE_CHECKING, Any
 
 # public name -> module that defines it
 _LAZY = {
-    "TrainConfig": ".config", "preset": ".config",
-    "Dataset": ".data", "Split": ".data", "load_mnist": ".data",
+    "TrainConfig": ".config",
+    "preset": ".config",
+    "Dataset": ".data",
+    "Split": ".data",
+    "load_mnist": ".data",
     "LogregMnistError": ".errors",
     "SoftmaxRegressionClassifier": ".estimator",
     "LogisticRegression": ".model",
-    "load_model": ".persistence", "save_model": ".persistence",
-    "load_history": ".run", "load_run_data": ".run",
-    "History": ".train", "train": ".train",
+    "load_model": ".persistence",
+    "save_model": ".persistence",
+    "load_history": ".run",
+    "load_run_data": ".run",
+    "History": ".train",
+    "train": ".train",
     "__version__": "._version",
 }
 
@@ -64,12 +70,18 @@ sys.modules[__name__].__class__ = _Package
 
 
 if TYPE_CHECKING:  # for type checkers and IDEs
-    from ._version import __version__
-    from .config import TrainConfig, preset
-    from .data import Dataset, Split, load_mnist
-    from .errors import LogregMnistError
-    from .estimator import SoftmaxRegressionClassifier
-    from .model import LogisticRegression
-    from .persistence import load_model, save_model
-    from .run import load_history, load_run_data
-    from .train import History, train
+    from ._version import __version__ as __version__
+    from .config import TrainConfig as TrainConfig
+    from .config import preset as preset
+    from .data import Dataset as Dataset
+    from .data import Split as Split
+    from .data import load_mnist as load_mnist
+    from .errors import LogregMnistError as LogregMnistError
+    from .estimator import SoftmaxRegressionClassifier as SoftmaxRegressionClassifier
+    from .model import LogisticRegression as LogisticRegression
+    from .persistence import load_model as load_model
+    from .persistence import save_model as save_model
+    from .run import load_history as load_history
+    from .run import load_run_data as load_run_data
+    from .train import History as History
+    from .train import train as train

@@ -20,7 +20,7 @@ def write_all(fd: int, data: bytes | memoryview) -> None:
     """Write every byte of ``data`` to the file descriptor ``fd`` (a disk that fills raises OSError)."""
     view = memoryview(data)
     while view:
-        view = view[os.write(fd, view):]
+        view = view[os.write(fd, view) :]
 
 
 @contextmanager

@@ -56,8 +56,7 @@ def check_output_file(path: str | os.PathLike, what: str, suffix: str | None = N
     """
     path = Path(path)
     if suffix is not None and path.suffix.lower() != suffix:
-        raise ConfigError(f"{what} {path}: expected a file name ending in {suffix}, found "
-                          f"{path.suffix or 'no suffix'}")
+        raise ConfigError(f"{what} {path}: expected a file name ending in {suffix}, found {path.suffix or 'no suffix'}")
     if path.is_dir():
         raise ConfigError(f"{what} {path}: expected a file name, found a directory")
     parent = path.parent
@@ -71,8 +70,16 @@ def check_output_file(path: str | os.PathLike, what: str, suffix: str | None = N
 
 
 # Failures that come from the path the user gave, not from the machine (a full disk is not one).
-_PATH_ERRNOS = {errno.EACCES, errno.EPERM, errno.ENOENT, errno.ENOTDIR, errno.EISDIR, errno.EROFS,
-                errno.ENAMETOOLONG, errno.EEXIST}
+_PATH_ERRNOS = {
+    errno.EACCES,
+    errno.EPERM,
+    errno.ENOENT,
+    errno.ENOTDIR,
+    errno.EISDIR,
+    errno.EROFS,
+    errno.ENAMETOOLONG,
+    errno.EEXIST,
+}
 
 
 @contextmanager

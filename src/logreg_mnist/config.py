@@ -57,8 +57,10 @@ class Interval:
 
     def describe(self, kind: type) -> str:
         if self.low is not None and self.high is not None:
-            return (f"{'an integer' if kind is int else 'a number'} in {'(' if self.low_open else '['}{self.low}, "
-                    f"{self.high}{')' if self.high_open else ']'}")
+            return (
+                f"{'an integer' if kind is int else 'a number'} in {'(' if self.low_open else '['}{self.low}, "
+                f"{self.high}{')' if self.high_open else ']'}"
+            )
         noun = "an integer" if kind is int else "a finite number"
         if self.low is not None:
             return f"{noun} {'>' if self.low_open else '>='} {self.low}"
@@ -113,12 +115,14 @@ class Setting:
     def check(self, value: Any) -> None:
         """Raise :class:`ConfigError` (naming the field, the values expected and ``value``) unless accepted."""
         if self.values is not None and not self.values.accepts(value, self.kind):
-            raise ConfigError(f"{self.name}: expected {self.values.describe(self.kind)}, found {value!r}",
-                              field=self.name)
+            raise ConfigError(
+                f"{self.name}: expected {self.values.describe(self.kind)}, found {value!r}", field=self.name
+            )
 
 
-def setting(default: Any, help: str, values: Interval | OneOf | None = None, *, shown: str | None = None,
-            tunable: bool = True) -> Any:
+def setting(
+    default: Any, help: str, values: Interval | OneOf | None = None, *, shown: str | None = None, tunable: bool = True
+) -> Any:
     """A :class:`TrainConfig` field: ``default`` with its :class:`Setting` in the field's metadata."""
     return field(default=default, metadata={_KEY: Setting(help, values, shown, tunable)})
 
@@ -128,7 +132,8 @@ class TrainConfig:
     """Every setting of a training run. Defaults are the chapter's ``sgd_optimization_mnist``."""
 
     optimizer: str = setting(
-        "sgd", "sgd: the chapter's minibatch SGD; cg or lbfgs: full-batch SciPy (logistic_cg.py)", OneOf(OPTIMIZERS))
+        "sgd", "sgd: the chapter's minibatch SGD; cg or lbfgs: full-batch SciPy (logistic_cg.py)", OneOf(OPTIMIZERS)
+    )
     # the chapter's step size; stable for zero-init on [0, 1) pixels
     learning_rate: float = setting(0.13, "SGD step size", Interval.above(0))
     # the chapter's minibatch; also the unit of evaluation with drop_last
@@ -138,25 +143,30 @@ class TrainConfig:
     # look at this many minibatches regardless
     patience: int = setting(5000, "minibatches to look at regardless of progress", Interval.at_least(1))
     patience_increase: float = setting(
-        2.0, "on a significant new best, wait until iteration * this", Interval.at_least(1))
+        2.0, "on a significant new best, wait until iteration * this", Interval.at_least(1)
+    )
     improvement_threshold: float = setting(  # a relative improvement this large is significant
-        0.995, "a new best below best * this counts as significant", Interval(0, 1, low_open=True))
+        0.995, "a new best below best * this counts as significant", Interval(0, 1, low_open=True)
+    )
     # the chapter's logistic_sgd uses no penalty
     l1: float = setting(0.0, "coefficient of the L1 penalty sum|W|", Interval.at_least(0))
     l2: float = setting(0.0, "coefficient of the squared L2 penalty sum W^2", Interval.at_least(0))
     # every example is used; the chapter drops partial minibatches (49,800 trained, 9,600 scored)
-    drop_last: bool = setting(False, "drop the examples that do not fill a whole minibatch",
-                              shown="off; on with --preset tutorial")
+    drop_last: bool = setting(
+        False, "drop the examples that do not fill a whole minibatch", shown="off; on with --preset tutorial"
+    )
     # zeros as in the chapter (the cost is convex), or small random values
-    init: str = setting("zeros", "initial W: zeros (the chapter) or random (small normal values)",
-                        OneOf(("zeros", "random")))
+    init: str = setting(
+        "zeros", "initial W: zeros (the chapter) or random (small normal values)", OneOf(("zeros", "random"))
+    )
     seed: int = setting(0, "seed of the random init", Interval(0, MAX_SEED))
     max_iter: int = setting(50, "iterations of cg / lbfgs", Interval.at_least(1))  # logistic_cg.py's n_epochs
     snapshot_every: int = setting(0, "save an intermediate model every N epochs (0: never)", Interval.at_least(0))
     # arithmetic precision of sgd (cg and lbfgs work in float64)
     dtype: str = setting("float32", "SGD arithmetic precision: float32 or float64", OneOf(("float32", "float64")))
-    dry_run: bool = setting(False, "run one minibatch end to end (into a temporary directory unless --out is given)",
-                            tunable=False)
+    dry_run: bool = setting(
+        False, "run one minibatch end to end (into a temporary directory unless --out is given)", tunable=False
+    )
 
     def __post_init__(self) -> None:
         for s in SETTINGS.values():
@@ -179,8 +189,10 @@ class TrainConfig:
 
 def _settings() -> dict[str, Setting]:
     kinds = get_type_hints(TrainConfig)
-    return {f.name: dataclasses.replace(f.metadata[_KEY], name=f.name, kind=kinds[f.name], default=f.default)
-            for f in fields(TrainConfig)}
+    return {
+        f.name: dataclasses.replace(f.metadata[_KEY], name=f.name, kind=kinds[f.name], default=f.default)
+        for f in fields(TrainConfig)
+    }
 
 
 # Every field's declaration, in field order; the hyperparameters are those a sweep may vary.

@@ -96,8 +96,19 @@ class SoftmaxRegressionClassifier(ClassifierMixin, BaseEstimator):
     }
 
     def __init__(
-        self, solver="lbfgs", *, learning_rate=0.13, batch_size=600, l1=0.0, l2=0.0, max_iter=100,
-        early_stopping=False, validation_fraction=0.1, n_iter_no_change=5, tol=1e-4, shuffle=True,
+        self,
+        solver="lbfgs",
+        *,
+        learning_rate=0.13,
+        batch_size=600,
+        l1=0.0,
+        l2=0.0,
+        max_iter=100,
+        early_stopping=False,
+        validation_fraction=0.1,
+        n_iter_no_change=5,
+        tol=1e-4,
+        shuffle=True,
         random_state=None,
     ):
         # scikit-learn's convention: the arguments stored as given, under their own names
@@ -125,7 +136,8 @@ class SoftmaxRegressionClassifier(ClassifierMixin, BaseEstimator):
             possible = np.bincount(y_enc).min() >= 2 and n_classes <= n_val <= len(y_enc) - n_classes
             stratify = y_enc if possible else None
             X, X_val, y_enc, y_val = train_test_split(
-                X, y_enc, test_size=self.validation_fraction, stratify=stratify, random_state=rng)
+                X, y_enc, test_size=self.validation_fraction, stratify=stratify, random_state=rng
+            )
         fit = self._fit_sgd if self.solver == "sgd" else self._fit_full_batch
         W, b, self.n_iter_ = fit(X, y_enc, X_val, y_val, len(self.classes_), rng)
         self.coef_, self.intercept_ = W.T.copy(), b.copy()
@@ -146,8 +158,10 @@ class SoftmaxRegressionClassifier(ClassifierMixin, BaseEstimator):
                 b -= self.learning_rate * gb
                 loss_sum += nll_sum
             if not (np.isfinite(W).all() and np.isfinite(b).all()):
-                raise ValueError(f"SGD diverged in epoch {epoch}; try a smaller learning_rate "
-                                 f"(now {self.learning_rate}) or scale the features")
+                raise ValueError(
+                    f"SGD diverged in epoch {epoch}; try a smaller learning_rate "
+                    f"(now {self.learning_rate}) or scale the features"
+                )
             # convergence: sklearn's n_iter_no_change on the validation score or the training loss
             if self.early_stopping:
                 score = 1.0 - errors(W, b, X_val, y_val)  # validation accuracy
@@ -177,12 +191,24 @@ class SoftmaxRegressionClassifier(ClassifierMixin, BaseEstimator):
             if score > best["score"]:
                 best["score"], best["theta"] = score, theta.copy()
 
-        result = minimize(X, y, n_classes, method=self.solver, max_iter=self.max_iter, l1=self.l1, l2=self.l2,
-                          theta0=pack(np.zeros((n_in, n_classes)), np.zeros(n_classes)),
-                          callback=keep_best if self.early_stopping else None)
+        result = minimize(
+            X,
+            y,
+            n_classes,
+            method=self.solver,
+            max_iter=self.max_iter,
+            l1=self.l1,
+            l2=self.l2,
+            theta0=pack(np.zeros((n_in, n_classes)), np.zeros(n_classes)),
+            callback=keep_best if self.early_stopping else None,
+        )
         if not result.success:
-            warnings.warn(f"{self.solver} failed to converge after {result.nit} iteration(s): {result.message} "
-                          "Increase max_iter or scale the features.", ConvergenceWarning, stacklevel=3)
+            warnings.warn(
+                f"{self.solver} failed to converge after {result.nit} iteration(s): {result.message} "
+                "Increase max_iter or scale the features.",
+                ConvergenceWarning,
+                stacklevel=3,
+            )
         theta = best["theta"] if best["theta"] is not None else result.x
         W, b = unpack(theta, n_in, n_classes)
         return W.copy(), b.copy(), int(result.nit)

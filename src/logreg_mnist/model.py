@@ -111,8 +111,14 @@ class LogisticRegression:
     """
 
     def __init__(
-        self, n_in: int = 784, n_out: int = 10, *, init: str = "zeros", seed: int = 0,
-        scale: float = 0.01, dtype=np.float32,
+        self,
+        n_in: int = 784,
+        n_out: int = 10,
+        *,
+        init: str = "zeros",
+        seed: int = 0,
+        scale: float = 0.01,
+        dtype=np.float32,
     ):
         if init not in ("zeros", "random"):
             raise ConfigError(f"init: expected 'zeros' or 'random', found {init!r}")

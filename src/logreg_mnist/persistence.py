@@ -45,7 +45,9 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
-def save_model(path: str | os.PathLike, W: np.ndarray, b: np.ndarray, metadata: Mapping[str, Any] | None = None) -> None:
+def save_model(
+    path: str | os.PathLike, W: np.ndarray, b: np.ndarray, metadata: Mapping[str, Any] | None = None
+) -> None:
     """Save ``W`` and ``b`` with ``metadata`` (JSON-encodable values) as safetensors, atomically."""
     meta = {"format": FORMAT, "version": __version__}
     meta.update(metadata or {})

@@ -54,30 +54,48 @@ def plot_run(target: str | os.PathLike, data, out_dir: str | os.PathLike | None 
     n_valid, n_test = meta.get("n_valid"), meta.get("n_test")
     about = ""
     if "epoch" in meta and meta.get("test_error") is not None:
-        about = (f" ({optimizer}, best at {unit} {meta['epoch']}: validation {meta['valid_error'] * 100:.2f} %"
-                 f"{of_total(n_valid)}, test {meta['test_error'] * 100:.2f} %{of_total(n_test)})")
+        about = (
+            f" ({optimizer}, best at {unit} {meta['epoch']}: validation {meta['valid_error'] * 100:.2f} %"
+            f"{of_total(n_valid)}, test {meta['test_error'] * 100:.2f} %{of_total(n_test)})"
+        )
     written = [
-        save_figure(weights_figure(model, title=f"Weights W[:, k], each scaled to its own range{about}",
-                                   class_names=names), out / "weights.png"),
-        save_figure(weights_figure(model, diverging=True, class_names=names,
-                                   title=f"Weights W[:, k] on one scale centred on zero{about}"),
-                    out / "weights_diverging.png"),
+        save_figure(
+            weights_figure(model, title=f"Weights W[:, k], each scaled to its own range{about}", class_names=names),
+            out / "weights.png",
+        ),
+        save_figure(
+            weights_figure(
+                model, diverging=True, class_names=names, title=f"Weights W[:, k] on one scale centred on zero{about}"
+            ),
+            out / "weights_diverging.png",
+        ),
     ]
     if run_dir is not None and (run_dir / persistence.HISTORY).is_file():
         rows = persistence.read_history(run_dir)
         if rows:
-            written.append(save_figure(learning_curves_figure(rows, unit=unit, title=f"Learning curves{about}",
-                                                              n_valid=n_valid, n_test=n_test),
-                                       out / "learning_curves.png"))
+            written.append(
+                save_figure(
+                    learning_curves_figure(
+                        rows, unit=unit, title=f"Learning curves{about}", n_valid=n_valid, n_test=n_test
+                    ),
+                    out / "learning_curves.png",
+                )
+            )
     test = data.test
     pred = model.predict(test.images)
     n_classes = max(model.n_out, data.n_classes)
-    written.append(save_figure(confusion_matrix_figure(test.labels, pred, n_classes, class_names=names),
-                               out / "confusion.png"))
-    written.append(save_figure(confusion_matrix_figure(test.labels, pred, n_classes, normalize=True,
-                                                       class_names=names), out / "confusion_normalized.png"))
-    written.append(save_figure(confident_mistakes_figure(model, test.images, test.labels, class_names=names),
-                               out / "mistakes.png"))
+    written.append(
+        save_figure(confusion_matrix_figure(test.labels, pred, n_classes, class_names=names), out / "confusion.png")
+    )
+    written.append(
+        save_figure(
+            confusion_matrix_figure(test.labels, pred, n_classes, normalize=True, class_names=names),
+            out / "confusion_normalized.png",
+        )
+    )
+    written.append(
+        save_figure(confident_mistakes_figure(model, test.images, test.labels, class_names=names), out / "mistakes.png")
+    )
     snapshot_files = sorted((run_dir / persistence.SNAPSHOTS).glob("epoch-*.safetensors")) if run_dir else []
     if snapshot_files:
         snaps = []
@@ -88,8 +106,9 @@ def plot_run(target: str | os.PathLike, data, out_dir: str | os.PathLike | None 
     return written
 
 
-def plot_sweep(sweep_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None, *,
-               n_best: int = 5) -> list[Path]:
+def plot_sweep(
+    sweep_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None, *, n_best: int = 5
+) -> list[Path]:
     """Draw a sweep: validation error against each swept setting, and the learning
     curves of the best ``n_best`` trials overlaid.
 
@@ -110,10 +129,18 @@ def plot_sweep(sweep_dir: str | os.PathLike, out_dir: str | os.PathLike | None =
     categorical = list(plan.swept) if search.get("kind") == "grid" else list(search.get("choices") or {})
     log_axes = [n for n, r in (search.get("ranges") or {}).items() if r[2] == "log"]
     chosen = done.index(ok[0]) if ok else None
-    written = [save_figure(sweep_figure({n: [dict(t.settings)[n] for t in done] for n in plan.swept},
-                                        [results[t.name]["valid_error"] for t in done],
-                                        categorical=categorical, log_axes=log_axes, chosen=chosen),
-                           out / "sweep_validation_error.png")]
+    written = [
+        save_figure(
+            sweep_figure(
+                {n: [dict(t.settings)[n] for t in done] for n in plan.swept},
+                [results[t.name]["valid_error"] for t in done],
+                categorical=categorical,
+                log_axes=log_axes,
+                chosen=chosen,
+            ),
+            out / "sweep_validation_error.png",
+        )
+    ]
     curves = []
     for t in ok[:n_best]:
         rows = persistence.read_history(sweep_dir / TRIALS / t.name)

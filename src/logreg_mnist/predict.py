@@ -31,8 +31,22 @@ from .errors import DataError, NotAnImageError
 from .images import MAX_BYTES, Prepared, open_image, prepare
 from .model import LogisticRegression
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".jpe", ".gif", ".bmp", ".dib", ".tif", ".tiff", ".webp",
-                  ".pgm", ".ppm", ".pbm", ".pnm"}
+IMAGE_SUFFIXES = {
+    ".png",
+    ".jpg",
+    ".jpeg",
+    ".jpe",
+    ".gif",
+    ".bmp",
+    ".dib",
+    ".tif",
+    ".tiff",
+    ".webp",
+    ".pgm",
+    ".ppm",
+    ".pbm",
+    ".pnm",
+}
 LOW_CONFIDENCE = 0.5  # a top probability below this is flagged as a guess
 _NPY_MAGIC = b"\x93NUMPY"
 _THUMBNAIL = 256  # longest side of the copy of each image kept for --show
@@ -59,10 +73,17 @@ class Prediction:
     inverted: bool = False
 
     def to_dict(self) -> dict:
-        return {"input": self.input, "label": self.label, "probability": self.probability,
-                "runner_up": self.runner_up, "runner_up_probability": self.runner_up_probability,
-                "top": [{"label": k, "probability": p} for k, p in self.top],
-                "blank": self.blank, "low_confidence": self.low_confidence, "inverted": self.inverted}
+        return {
+            "input": self.input,
+            "label": self.label,
+            "probability": self.probability,
+            "runner_up": self.runner_up,
+            "runner_up_probability": self.runner_up_probability,
+            "top": [{"label": k, "probability": p} for k, p in self.top],
+            "blank": self.blank,
+            "low_confidence": self.low_confidence,
+            "inverted": self.inverted,
+        }
 
 
 @dataclass
@@ -111,9 +132,9 @@ def _image_input(source, name: str, n_in: int, raw: bool) -> Input:
 
 def _array_to_features(arr: np.ndarray, name: str, n_in: int) -> np.ndarray:
     """(n, n_in) float32 from uint8 pixels or floats in [0, 1]."""
-    if arr.ndim in (1, 2) and arr.shape[-1] == n_in:
-        flat = arr.reshape(-1, n_in)
-    elif arr.ndim in (2, 3) and arr.shape[-2:] == (SIDE, SIDE) and n_in == SIDE * SIDE:
+    if (arr.ndim in (1, 2) and arr.shape[-1] == n_in) or (
+        arr.ndim in (2, 3) and arr.shape[-2:] == (SIDE, SIDE) and n_in == SIDE * SIDE
+    ):
         flat = arr.reshape(-1, n_in)
     else:
         raise DataError(
@@ -126,8 +147,10 @@ def _array_to_features(arr: np.ndarray, name: str, n_in: int) -> np.ndarray:
     if arr.dtype.kind in "fiu" and not arr.dtype.fields:
         flat = np.asarray(flat, dtype=np.float32)
         if not (np.isfinite(flat).all() and flat.min() >= 0 and flat.max() <= 1):
-            raise DataError(f"{name}: expected uint8 pixels or floats in [0, 1], found values in "
-                            f"[{flat.min()}, {flat.max()}] of dtype {arr.dtype}")
+            raise DataError(
+                f"{name}: expected uint8 pixels or floats in [0, 1], found values in "
+                f"[{flat.min()}, {flat.max()}] of dtype {arr.dtype}"
+            )
         return flat
     raise DataError(f"{name}: expected uint8 pixels or floats in [0, 1], found dtype {arr.dtype}")
 
@@ -148,30 +171,38 @@ def load_npy(path: str | os.PathLike) -> np.ndarray:
         with open(path, "rb") as f:
             head = f.read(len(_NPY_MAGIC))
             if head[:2] == b"PK":
-                raise DataError(f"{path}: expected a .npy array, found a zip archive (an .npz file? load it in "
-                                f"Python and save one array with numpy.save)")
+                raise DataError(
+                    f"{path}: expected a .npy array, found a zip archive (an .npz file? load it in "
+                    f"Python and save one array with numpy.save)"
+                )
             if head != _NPY_MAGIC:
-                raise DataError(f"{path}: expected a .npy array (starting with \\x93NUMPY), found "
-                                f"{'an empty file' if not head else '0x' + head.hex()}")
+                raise DataError(
+                    f"{path}: expected a .npy array (starting with \\x93NUMPY), found "
+                    f"{'an empty file' if not head else '0x' + head.hex()}"
+                )
             f.seek(0)
             version = npy_format.read_magic(f)
             reader = npy_format.read_array_header_1_0 if version == (1, 0) else npy_format.read_array_header_2_0
-            shape, fortran_order, dtype = reader(f)
+            shape, _fortran_order, dtype = reader(f)
             offset = f.tell()
     except DataError:
         raise
     except OSError as e:
         raise DataError(f"{path}: cannot read the file: {e.strerror or e}") from None
     except (ValueError, EOFError) as e:
-        raise DataError(f"{path}: expected a .npy array, found a damaged header ({' '.join(str(e).split())[:200]})") \
-            from None
+        raise DataError(
+            f"{path}: expected a .npy array, found a damaged header ({' '.join(str(e).split())[:200]})"
+        ) from None
     if dtype.hasobject:
-        raise DataError(f"{path}: expected an array of numbers, found dtype {dtype} (object arrays are refused: "
-                        f"loading them would unpickle)")
+        raise DataError(
+            f"{path}: expected an array of numbers, found dtype {dtype} (object arrays are refused: "
+            f"loading them would unpickle)"
+        )
     promised = int(np.prod(shape, dtype=object)) * dtype.itemsize
     if promised != size - offset:
-        raise DataError(f"{path}: header promises shape {shape} of {dtype} = {promised:,} bytes of data, "
-                        f"found {size - offset:,}")
+        raise DataError(
+            f"{path}: header promises shape {shape} of {dtype} = {promised:,} bytes of data, found {size - offset:,}"
+        )
     if promised == 0:
         return np.zeros(shape, dtype=dtype)
     try:
@@ -199,8 +230,13 @@ def _expand(paths: list[str | os.PathLike]) -> list[str | Path]:
         path = Path(p)
         if path.is_dir():
             try:
-                entries = sorted(e for e in path.iterdir() if not e.name.startswith(".") and e.is_file()
-                                 and (e.suffix.lower() in IMAGE_SUFFIXES | {".npy", ".gz"} or "idx" in e.name))
+                entries = sorted(
+                    e
+                    for e in path.iterdir()
+                    if not e.name.startswith(".")
+                    and e.is_file()
+                    and (e.suffix.lower() in IMAGE_SUFFIXES | {".npy", ".gz"} or "idx" in e.name)
+                )
             except OSError as e:
                 raise DataError(f"{path}: cannot list the directory: {e.strerror or e}") from None
             if not entries:
@@ -211,8 +247,9 @@ def _expand(paths: list[str | os.PathLike]) -> list[str | Path]:
     return out
 
 
-def load_inputs(paths: list[str | os.PathLike], n_in: int = SIDE * SIDE, *, raw: bool = False,
-                stdin: BinaryIO | None = None) -> list[Input]:
+def load_inputs(
+    paths: list[str | os.PathLike], n_in: int = SIDE * SIDE, *, raw: bool = False, stdin: BinaryIO | None = None
+) -> list[Input]:
     """Each input as an :class:`Input`, following the rules of this module.
 
     Args:
@@ -247,9 +284,11 @@ def load_inputs(paths: list[str | os.PathLike], n_in: int = SIDE * SIDE, *, raw:
             try:
                 out.append(_image_input(path, name, n_in, raw))
             except NotAnImageError:
-                raise DataError(f"{name}: expected an image (PNG, JPEG, GIF, BMP, TIFF, WebP), an IDX images "
-                                f"file or a .npy array, found {suffix or 'no suffix'} starting with "
-                                f"0x{head.hex()}") from None
+                raise DataError(
+                    f"{name}: expected an image (PNG, JPEG, GIF, BMP, TIFF, WebP), an IDX images "
+                    f"file or a .npy array, found {suffix or 'no suffix'} starting with "
+                    f"0x{head.hex()}"
+                ) from None
     return out
 
 
@@ -278,9 +317,19 @@ def predictions(model: LogisticRegression, inputs: list[Input]) -> list[Predicti
             else:
                 blank, inverted = bool(item.features[i].max() < BLANK_LEVEL * PIXEL_SCALE), False
             runner_up = top[1] if len(top) > 1 else (-1, 0.0)
-            results.append(Prediction(
-                item.name if len(item.features) == 1 else f"{item.name}[{i}]", top[0][0], top[0][1],
-                runner_up[0], runner_up[1], top, blank, top[0][1] < LOW_CONFIDENCE, inverted))
+            results.append(
+                Prediction(
+                    item.name if len(item.features) == 1 else f"{item.name}[{i}]",
+                    top[0][0],
+                    top[0][1],
+                    runner_up[0],
+                    runner_up[1],
+                    top,
+                    blank,
+                    top[0][1] < LOW_CONFIDENCE,
+                    inverted,
+                )
+            )
     return results
 
 
@@ -308,6 +357,10 @@ def evaluate(model: LogisticRegression, data: Dataset) -> dict:
             mask = split.labels == label
             n, wrong = int(mask.sum()), int(wrong_mask[mask].sum())
             per_class.append({"label": label, "n": n, "wrong": wrong, "error": wrong / n if n else None})
-        report[name] = {"error": float(wrong_mask.mean()), "wrong": int(wrong_mask.sum()),
-                        "n": len(split), "per_class": per_class}
+        report[name] = {
+            "error": float(wrong_mask.mean()),
+            "wrong": int(wrong_mask.sum()),
+            "n": len(split),
+            "per_class": per_class,
+        }
     return report

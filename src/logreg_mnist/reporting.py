@@ -32,8 +32,13 @@ def completion(history: Any) -> str:
     """The chapter's closing line for a run's :class:`~logreg_mnist.run.History`: its best
     validation error and the test error there, each with its denominator."""
     best = percent(history.best_valid_error, history.n_valid)
-    return f"Optimization complete with best validation score of {best}, with test performance " \
-           f"{percent(history.test_error, history.n_test)}"
+    return (
+        f"Optimization complete with best validation score of {best}, with test performance "
+        f"{percent(history.test_error, history.n_test)}"
+    )
+
+
+_Count = int | None  # how many examples or minibatches; None: not known
 
 
 class Reporter:
@@ -47,8 +52,9 @@ class Reporter:
     full-batch iteration (``epoch`` is then the iteration).
     """
 
-    def begin(self, config: Any, data: Any, n_valid: int | None = None, n_test: int | None = None,
-              n_batches: int | None = None) -> None: ...
+    def begin(
+        self, config: Any, data: Any, n_valid: _Count = None, n_test: _Count = None, n_batches: _Count = None
+    ) -> None: ...
     def start(self, total_iterations: int, description: str) -> None: ...
     def progress(self, iteration: int, planned: int) -> None: ...
     def validation(self, epoch: int, minibatch: int, n_batches: int, error: float) -> None: ...
@@ -89,32 +95,43 @@ class ConsoleReporter(Reporter):
         if self._bar is not None:
             self._bar.refresh()
 
-    def begin(self, config: Any, data: Any, n_valid: int | None = None, n_test: int | None = None,
-              n_batches: int | None = None) -> None:
+    def begin(
+        self, config: Any, data: Any, n_valid: _Count = None, n_test: _Count = None, n_batches: _Count = None
+    ) -> None:
         self._n_valid, self._n_test, self._n_batches = n_valid, n_test, n_batches
         if self.verbosity < NORMAL:
             return
         values = config.to_dict() if hasattr(config, "to_dict") else dict(config)
         self._print("hyperparameters: " + ", ".join(f"{k} {v}" for k, v in values.items()))
         scored = f"; errors over {n_valid:,} validation and {n_test:,} test examples" if n_valid and n_test else ""
-        self._print(f"data: {data.title} from {data.source}: {len(data.train):,} training, "
-                    f"{len(data.valid):,} validation, {len(data.test):,} test examples{scored}")
+        self._print(
+            f"data: {data.title} from {data.source}: {len(data.train):,} training, "
+            f"{len(data.valid):,} validation, {len(data.test):,} test examples{scored}"
+        )
 
     def start(self, total_iterations: int, description: str) -> None:
         n_batches = self._n_batches
         if self.show_progress:
             # SGD (n_batches given): the end moves whenever patience grows, so no total.
             total = None if n_batches else total_iterations
-            self._bar = tqdm(total=total, desc=description, unit="batch" if n_batches else "it",
-                             file=sys.stderr, leave=False, dynamic_ncols=True)
+            self._bar = tqdm(
+                total=total,
+                desc=description,
+                unit="batch" if n_batches else "it",
+                file=sys.stderr,
+                leave=False,
+                dynamic_ncols=True,
+            )
 
     def _postfix(self) -> None:
         if self._bar is None:
             return
         parts = [f"epoch {self._epoch}"] if self._n_batches else []
         if self._valid is not None:
-            parts.append(f"validation {self._valid * 100:.2f} %, best {self._best * 100:.2f} %"
-                         + (f" of {self._n_valid:,}" if self._n_valid else ""))
+            parts.append(
+                f"validation {self._valid * 100:.2f} %, best {self._best * 100:.2f} %"
+                + (f" of {self._n_valid:,}" if self._n_valid else "")
+            )
         if self._left is not None and self._n_batches:
             parts.append(f"patience left {self._left:,} batches")
         self._bar.set_postfix_str(", ".join(parts), refresh=False)
@@ -140,17 +157,21 @@ class ConsoleReporter(Reporter):
 
     def test(self, epoch: int, minibatch: int, n_batches: int, error: float) -> None:
         if self.verbosity >= NORMAL:
-            self._print(f"     epoch {epoch}, minibatch {minibatch}/{n_batches}, test error of best model "
-                        f"{percent(error, self._n_test)}")
+            self._print(
+                f"     epoch {epoch}, minibatch {minibatch}/{n_batches}, test error of best model "
+                f"{percent(error, self._n_test)}"
+            )
 
     def epoch_end(self, row: dict[str, Any]) -> None:
         if self.verbosity < VERBOSE:
             return
         left = f", patience left {self._left:,} minibatches" if self._left is not None and self._n_batches else ""
-        self._print(f"  {'epoch' if self._n_batches else 'iteration'} {row['epoch']}: training NLL "
-                    f"{row['train_nll']:.6f}, validation error {percent(row.get('valid_error'), self._n_valid, 4)}, "
-                    f"best {percent(row.get('best_valid_error'), self._n_valid, 4)}{left}, "
-                    f"{row.get('elapsed', 0.0):.1f} s")
+        self._print(
+            f"  {'epoch' if self._n_batches else 'iteration'} {row['epoch']}: training NLL "
+            f"{row['train_nll']:.6f}, validation error {percent(row.get('valid_error'), self._n_valid, 4)}, "
+            f"best {percent(row.get('best_valid_error'), self._n_valid, 4)}{left}, "
+            f"{row.get('elapsed', 0.0):.1f} s"
+        )
 
     def message(self, text: str) -> None:
         self._print(text)

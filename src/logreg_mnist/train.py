@@ -51,15 +51,27 @@ class _State:
     done: bool = False  # early stopping has ended the run
 
     def to_dict(self) -> dict[str, Any]:
-        return {"epoch": self.epoch, "iteration": self.iteration, "stopper": self.stopper.state(),
-                "test_error": self.test_error, "best_epoch": self.best_epoch, "elapsed": self.elapsed,
-                "done": self.done}
+        return {
+            "epoch": self.epoch,
+            "iteration": self.iteration,
+            "stopper": self.stopper.state(),
+            "test_error": self.test_error,
+            "best_epoch": self.best_epoch,
+            "elapsed": self.elapsed,
+            "done": self.done,
+        }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> _State:
-        return cls(epoch=d["epoch"], iteration=d["iteration"], stopper=EarlyStopping(**d["stopper"]),
-                   test_error=d["test_error"], best_epoch=d["best_epoch"], elapsed=d["elapsed"],
-                   done=d.get("done", False))
+        return cls(
+            epoch=d["epoch"],
+            iteration=d["iteration"],
+            stopper=EarlyStopping(**d["stopper"]),
+            test_error=d["test_error"],
+            best_epoch=d["best_epoch"],
+            elapsed=d["elapsed"],
+            done=d.get("done", False),
+        )
 
 
 def _limit_blas(threads: int | None):
@@ -78,8 +90,7 @@ def _limit_blas(threads: int | None):
 def initial_params(data: Dataset, config: TrainConfig) -> tuple[np.ndarray, np.ndarray]:
     """Where a new SGD run starts: ``W`` (n_features, n_classes) and ``b`` (n_classes,) in
     ``config.dtype``, zeros or small random values as ``config.init`` says."""
-    model = LogisticRegression(data.n_features, data.n_classes, init=config.init, seed=config.seed,
-                               dtype=config.dtype)
+    model = LogisticRegression(data.n_features, data.n_classes, init=config.init, seed=config.seed, dtype=config.dtype)
     return model.W, model.b
 
 
@@ -147,13 +158,18 @@ def train(
             check_run_target(out_dir, resume=resume, overwrite=overwrite)  # again, under the lock
         if config.optimizer != "sgd" and resume:
             kept = run.kept() if out_dir is not None else "nothing"
-            raise ConfigError(f"resume: a {config.optimizer} run cannot be continued (SciPy's optimiser state "
-                              f"is not saved); kept: {kept}; start a new run")
+            raise ConfigError(
+                f"resume: a {config.optimizer} run cannot be continued (SciPy's optimiser state "
+                f"is not saved); kept: {kept}; start a new run"
+            )
         sgd_engine = None
         if config.optimizer == "sgd":
             # before a run is cleared: an engine that cannot run here leaves the old run as it was
-            sgd_engine = make_engine(engine, data, config, threads=threads, max_resident=max_resident) \
-                if isinstance(engine, str) else engine
+            sgd_engine = (
+                make_engine(engine, data, config, threads=threads, max_resident=max_resident)
+                if isinstance(engine, str)
+                else engine
+            )
         if out_dir is not None and overwrite:
             clear_run(Path(out_dir))
         if sgd_engine is None:
@@ -163,8 +179,9 @@ def train(
         return _run_sgd(data, config, run, reporter, resume, sgd_engine)
 
 
-def _run_sgd(data: Dataset, config: TrainConfig, run: RunDir, reporter: Reporter, resume: bool,
-             engine: Engine) -> tuple[LogisticRegression, History]:
+def _run_sgd(
+    data: Dataset, config: TrainConfig, run: RunDir, reporter: Reporter, resume: bool, engine: Engine
+) -> tuple[LogisticRegression, History]:
     """The chapter's SGD with early stopping, recorded in ``run`` (owned by the caller)."""
     n_batches = engine.n_train_batches
     frequency = validation_frequency(n_batches, config.patience)
@@ -173,8 +190,7 @@ def _run_sgd(data: Dataset, config: TrainConfig, run: RunDir, reporter: Reporter
         state, rows, best = resumed
         engine.set_params(*best.pop("current"))
     else:
-        state = _State(stopper=EarlyStopping(config.patience, config.patience_increase,
-                                             config.improvement_threshold))
+        state = _State(stopper=EarlyStopping(config.patience, config.patience_increase, config.improvement_threshold))
         engine.set_params(*initial_params(data, config))
         rows, best = None, {}
     recorder = RunRecorder(run, config, data, rows=rows, engine=engine.name)
@@ -217,8 +233,9 @@ def _run_sgd(data: Dataset, config: TrainConfig, run: RunDir, reporter: Reporter
                         reporter.test(epoch, minibatch, n_batches, test_error)
                         # checkpoint the best model
                         best_params = engine.get_params()
-                        recorder.best(*best_params, epoch=epoch, iteration=last, valid_error=valid_error,
-                                      test_error=test_error)
+                        recorder.best(
+                            *best_params, epoch=epoch, iteration=last, valid_error=valid_error, test_error=test_error
+                        )
 
                 # termination
                 reporter.progress(last + 1, stopper.stop_iteration(last) + 1)
@@ -228,9 +245,15 @@ def _run_sgd(data: Dataset, config: TrainConfig, run: RunDir, reporter: Reporter
 
             # record: the epoch's row, a snapshot when asked for, the checkpoint
             state.elapsed = time.perf_counter() - started
-            row = {"epoch": epoch, "iteration": state.iteration + 1, "train_nll": nll_sum / max(count, 1),
-                   "valid_error": valid_error, "test_error": test_error,
-                   "best_valid_error": stopper.best_loss, "elapsed": round(state.elapsed, 4)}
+            row = {
+                "epoch": epoch,
+                "iteration": state.iteration + 1,
+                "train_nll": nll_sum / max(count, 1),
+                "valid_error": valid_error,
+                "test_error": test_error,
+                "best_valid_error": stopper.best_loss,
+                "elapsed": round(state.elapsed, 4),
+            }
             recorder.row(row)
             reporter.epoch_end(row)
             W, b = engine.get_params()
@@ -252,23 +275,33 @@ def _run_sgd(data: Dataset, config: TrainConfig, run: RunDir, reporter: Reporter
         reporter.close()
 
     history = recorder.finish(
-        best_valid_error=stopper.best_loss, test_error=state.test_error, best_epoch=state.best_epoch,
-        best_iteration=stopper.best_iteration, epochs=state.epoch, seconds=time.perf_counter() - started,
-        stopped_by="dry_run" if config.dry_run else ("patience" if state.done else "n_epochs"))
+        best_valid_error=stopper.best_loss,
+        test_error=state.test_error,
+        best_epoch=state.best_epoch,
+        best_iteration=stopper.best_iteration,
+        epochs=state.epoch,
+        seconds=time.perf_counter() - started,
+        stopped_by="dry_run" if config.dry_run else ("patience" if state.done else "n_epochs"),
+    )
     reporter.message(completion(history))
-    reporter.message(f"The code run for {history.epochs} epochs, with "
-                     f"{history.epochs / max(history.seconds, 1e-9):f} epochs/sec")
+    reporter.message(
+        f"The code run for {history.epochs} epochs, with {history.epochs / max(history.seconds, 1e-9):f} epochs/sec"
+    )
     return LogisticRegression.from_params(*best_params), history
 
 
-def _check_finite(engine: Engine, nll_sum: float, epoch: int, minibatch: int, run: RunDir, state: _State,
-                  n_valid: int | None = None) -> None:
+def _check_finite(
+    engine: Engine, nll_sum: float, epoch: int, minibatch: int, run: RunDir, state: _State, n_valid: int | None = None
+) -> None:
     W, b = engine.get_params()
     if math.isfinite(nll_sum) and np.isfinite(W).all() and np.isfinite(b).all():
         return
-    kept = (f"the best model so far (epoch {state.best_epoch}, validation error "
-            f"{percent(state.stopper.best_loss, n_valid, 4)}) is kept in {run.path / BEST}"
-            if run.path is not None and state.best_epoch else "no model was saved")
+    kept = (
+        f"the best model so far (epoch {state.best_epoch}, validation error "
+        f"{percent(state.stopper.best_loss, n_valid, 4)}) is kept in {run.path / BEST}"
+        if run.path is not None and state.best_epoch
+        else "no model was saved"
+    )
     raise TrainingDivergedError(
         f"training diverged in epoch {epoch} by minibatch {minibatch}: the loss or the parameters "
         f"became non-finite (training NLL sum {nll_sum}); {kept}. Try a smaller learning rate."
@@ -283,16 +316,18 @@ def _load_checkpoint(run: RunDir, data: Dataset, config: TrainConfig, reporter: 
     if not ckpt.is_file():
         if not (run.path / CONFIG).is_file():
             raise ModelFileError(f"{run.path}: no run to resume here (expected {CONFIG} and {CHECKPOINT})")
-        reporter.message(f"{run.path}: no epoch had finished (no {CHECKPOINT}); starting the run from the "
-                         "beginning")
+        reporter.message(f"{run.path}: no epoch had finished (no {CHECKPOINT}); starting the run from the beginning")
         return None
     current, meta = load_model(ckpt)
     if meta.get("dataset") != data.identity:
-        raise ConfigError(f"{run.path}: the run was trained on dataset {meta.get('dataset')}, "
-                          f"but the data given is {data.identity}")
+        raise ConfigError(
+            f"{run.path}: the run was trained on dataset {meta.get('dataset')}, but the data given is {data.identity}"
+        )
     if meta.get("config") != config.to_dict():
-        raise ConfigError(f"{run.path}: the configuration differs from the checkpoint's; resume with the run's "
-                          "own configuration (logreg-mnist train --resume DIR takes it from config.json)")
+        raise ConfigError(
+            f"{run.path}: the configuration differs from the checkpoint's; resume with the run's "
+            "own configuration (logreg-mnist train --resume DIR takes it from config.json)"
+        )
     state = _State.from_dict(meta["state"])
     rows = [r for r in read_history(run.path) if r["epoch"] <= state.epoch]
     best: dict[str, Any] = {"current": (current.W, current.b)}

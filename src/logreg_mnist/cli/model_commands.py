@@ -17,6 +17,11 @@ def _load_model(path):
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
+    """predict digits with a saved model
+
+    Without inputs: the predicted labels of the first 10 test digits, as the chapter's predict().
+    With inputs: a label and its probability per image.
+    """
     import numpy as np
 
     from ..predict import check_picture_path, load_inputs, predictions
@@ -30,8 +35,15 @@ def cmd_predict(args: argparse.Namespace) -> int:
         names = data.class_names
         predicted = model.predict(data.test.images[:10])
         if args.json:
-            print(json.dumps({"predicted": predicted.tolist(), "true": data.test.labels[:10].tolist(),
-                              "predicted_names": [names[i] for i in predicted]}))
+            print(
+                json.dumps(
+                    {
+                        "predicted": predicted.tolist(),
+                        "true": data.test.labels[:10].tolist(),
+                        "predicted_names": [names[i] for i in predicted],
+                    }
+                )
+            )
         else:
             print("Predicted values for the first 10 examples in test set:")
             print(np.array2string(predicted))
@@ -52,16 +64,26 @@ def cmd_predict(args: argparse.Namespace) -> int:
         numeric = names == [str(i) for i in range(len(names))]
         for r in results:
             name, runner_up = ("", "") if numeric else (f" {names[r.label]}", f" {names[r.runner_up]}")
-            flags = "".join(["  blank: no digit found" if r.blank else "",
-                             "  low confidence" if r.low_confidence and not r.blank else ""])
-            print(f"{r.input:<{width}}  {r.label}{name}  (probability {r.probability:.4f}; runner-up "
-                  f"{r.runner_up}{runner_up}, {r.runner_up_probability:.4f}){flags}")
+            flags = "".join(
+                [
+                    "  blank: no digit found" if r.blank else "",
+                    "  low confidence" if r.low_confidence and not r.blank else "",
+                ]
+            )
+            print(
+                f"{r.input:<{width}}  {r.label}{name}  (probability {r.probability:.4f}; runner-up "
+                f"{r.runner_up}{runner_up}, {r.runner_up_probability:.4f}){flags}"
+            )
     if args.show:
         print(f"picture: {args.show}", file=sys.stderr)
     return EXIT_OK
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    """validation and test error of a saved model, per class too
+
+    Print the validation and test error over every example and the test error per class.
+    """
     from ..predict import evaluate
 
     model, meta = _load_model(args.model)
@@ -79,8 +101,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         r = report[name]
         print(f"{name:<5} error {r['error'] * 100:8.4f} % of {r['n']:,}  ({r['wrong']:,} wrong)")
     if meta.get("n_test") and meta["n_test"] != report["test"]["n"] and meta.get("test_error") is not None:
-        print(f"(training measured this model on {meta['n_test']:,} test examples: "
-              f"{meta['test_error'] * 100:.4f} % of {meta['n_test']:,})")
+        print(
+            f"(training measured this model on {meta['n_test']:,} test examples: "
+            f"{meta['test_error'] * 100:.4f} % of {meta['n_test']:,})"
+        )
     print("\ntest error per class:")
     width = max(9, *(len(n) for n in names))
     print(f"  {'class':<{width}}       n   wrong    error")

@@ -58,5 +58,6 @@ class OneLineParser(argparse.ArgumentParser):
         """One line on stderr and exit 2 (argparse's own code for bad flags)."""
         message = " ".join(message.split())
         parser = self._command_parser()
-        self.exit(EXIT_USER_ERROR, f"{parser.prog}: error: {message}{self._suggest(message)} "
-                                   f"(see {parser.prog} --help)\n")
+        self.exit(
+            EXIT_USER_ERROR, f"{parser.prog}: error: {message}{self._suggest(message)} (see {parser.prog} --help)\n"
+        )

@@ -26,12 +26,18 @@ def add_setting(parser: argparse.ArgumentParser, s: Setting) -> None:
     if s.kind is bool and not s.tunable:
         parser.add_argument(s.flag, dest=s.name, action="store_true", help=s.help)
     elif s.kind is bool:
-        parser.add_argument(s.flag, dest=s.name, action=argparse.BooleanOptionalAction, default=None,
-                            help=f"{s.help} (default: {shown})")
+        parser.add_argument(
+            s.flag,
+            dest=s.name,
+            action=argparse.BooleanOptionalAction,
+            default=None,
+            help=f"{s.help} (default: {shown})",
+        )
     else:
         choices = list(s.values.choices) if isinstance(s.values, OneOf) else None
-        parser.add_argument(s.flag, dest=s.name, type=s.kind, default=None, choices=choices,
-                            help=f"{s.help} (default: {shown})")
+        parser.add_argument(
+            s.flag, dest=s.name, type=s.kind, default=None, choices=choices, help=f"{s.help} (default: {shown})"
+        )
 
 
 def add_hyperparameters(parser: argparse.ArgumentParser) -> None:
@@ -71,26 +77,54 @@ class RunOption:
         if self.switch:
             parser.add_argument(self.flag, action=argparse.BooleanOptionalAction, default=self.default, help=self.help)
             return
-        parser.add_argument(self.flag, dest=self.dest, type=self.type, default=self.default, metavar=self.metavar,
-                            choices=list(self.choices) if self.choices else None, help=self.help)
+        parser.add_argument(
+            self.flag,
+            dest=self.dest,
+            type=self.type,
+            default=self.default,
+            metavar=self.metavar,
+            choices=list(self.choices) if self.choices else None,
+            help=self.help,
+        )
 
 
 ENGINE_OPTIONS = (
-    RunOption("--engine", "SGD engine: auto (gpu if present, else fused if built, else numpy), numpy (the reference), "
-              "fused (compiled CPU kernel), gpu (JAX with the data on the device; pip install 'logreg-mnist[gpu]') "
-              "(default: auto)", default="auto", choices=("auto", "numpy", "fused", "gpu")),
-    RunOption("--threads", "threads the engine and BLAS use (default: the engine's choice: fused uses up to the cores "
-              "this process may run on, or one when that is measured to be faster; numpy uses one)", type=int),
-    RunOption("--max-resident", "memory budget for the data an engine holds, e.g. 512M or 2G; larger data are read "
-              "from the uncompressed IDX files in chunks (default: a quarter of the available memory, at most 2 GiB)",
-              metavar="SIZE"),
+    RunOption(
+        "--engine",
+        "SGD engine: auto (gpu if present, else fused if built, else numpy), numpy (the reference), "
+        "fused (compiled CPU kernel), gpu (JAX with the data on the device; pip install 'logreg-mnist[gpu]') "
+        "(default: auto)",
+        default="auto",
+        choices=("auto", "numpy", "fused", "gpu"),
+    ),
+    RunOption(
+        "--threads",
+        "threads the engine and BLAS use (default: the engine's choice: fused uses up to the cores "
+        "this process may run on, or one when that is measured to be faster; numpy uses one)",
+        type=int,
+    ),
+    RunOption(
+        "--max-resident",
+        "memory budget for the data an engine holds, e.g. 512M or 2G; larger data are read "
+        "from the uncompressed IDX files in chunks (default: a quarter of the available memory, at most 2 GiB)",
+        metavar="SIZE",
+    ),
 )
 DATA_OPTIONS = (
-    RunOption("--data-dir", "directory with the four MNIST-style IDX files, or a mnist.pkl.gz file (default: the "
-              "run's own data for a run or model; else $LOGREG_MNIST_DATA_DIR, else the user cache, downloading "
-              "MNIST into it if needed)", metavar="DIR", train_keyword=False),
-    RunOption("--download", "fetch missing MNIST files into --data-dir too (default: only into the user cache); "
-              "--no-download: never fetch", switch=True, train_keyword=False),
+    RunOption(
+        "--data-dir",
+        "directory with the four MNIST-style IDX files, or a mnist.pkl.gz file (default: the "
+        "run's own data for a run or model; else $LOGREG_MNIST_DATA_DIR, else the user cache, downloading "
+        "MNIST into it if needed)",
+        metavar="DIR",
+        train_keyword=False,
+    ),
+    RunOption(
+        "--download",
+        "fetch missing MNIST files into --data-dir too (default: only into the user cache); --no-download: never fetch",
+        switch=True,
+        train_keyword=False,
+    ),
 )
 RUN_OPTIONS = ENGINE_OPTIONS + DATA_OPTIONS
 
@@ -103,8 +137,9 @@ def add_options(parser: argparse.ArgumentParser, options: Iterable[RunOption] = 
 
 def train_keywords(args: argparse.Namespace) -> dict[str, Any]:
     """The run-time options given (other than their default) that :func:`~logreg_mnist.train.train` takes."""
-    return {o.dest: getattr(args, o.dest) for o in RUN_OPTIONS
-            if o.train_keyword and getattr(args, o.dest) != o.default}
+    return {
+        o.dest: getattr(args, o.dest) for o in RUN_OPTIONS if o.train_keyword and getattr(args, o.dest) != o.default
+    }
 
 
 def hyperparameters_given(args: argparse.Namespace) -> dict[str, Any]:
@@ -120,8 +155,11 @@ def fixed_flags_given(args: argparse.Namespace) -> list[str]:
     return given + [o.flag for o in RUN_OPTIONS if getattr(args, o.dest) != o.default]
 
 
-_FLAGS = {**{name: s.flag for name, s in SETTINGS.items()}, **{o.dest: o.flag for o in ENGINE_OPTIONS},
-          "out_dir": "--out"}
+_FLAGS = {
+    **{name: s.flag for name, s in SETTINGS.items()},
+    **{o.dest: o.flag for o in ENGINE_OPTIONS},
+    "out_dir": "--out",
+}
 
 
 def by_flag(e: ConfigError) -> ConfigError:
@@ -131,6 +169,6 @@ def by_flag(e: ConfigError) -> ConfigError:
     match = re.match(r"[a-z_]*", text)
     field = e.field or (match.group() if match else "")
     flag = _FLAGS.get(field)
-    if flag and text.startswith(field) and text[len(field):len(field) + 1] in (":", " "):
-        return ConfigError(flag + text[len(field):], field=field)
+    if flag and text.startswith(field) and text[len(field) : len(field) + 1] in (":", " "):
+        return ConfigError(flag + text[len(field) :], field=field)
     return e

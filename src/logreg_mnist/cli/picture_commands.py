@@ -9,6 +9,10 @@ from .loading import load_data, load_run_data
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
+    """draw weights, learning curves, confusion matrix and mistakes as PNG files
+
+    Draw the pictures of a run directory (or of one model file) as PNG files and print their paths.
+    """
     from .._paths import check_output_dir, make_dir
     from ..plots_from_files import plot_run
     from ..sweep import is_sweep_dir
@@ -25,6 +29,10 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
 
 def cmd_digits(args: argparse.Namespace) -> int:
+    """draw a grid of sample digits from a split
+
+    Write a PNG grid of digits: the first N of a split, or N of one class.
+    """
     import numpy as np
 
     from .._paths import check_output_file
@@ -43,13 +51,20 @@ def cmd_digits(args: argparse.Namespace) -> int:
             raise ConfigError(f"--digit: expected a class in 0-{data.n_classes - 1}, found {args.digit}")
         indices = np.flatnonzero(split.labels == args.digit)[: args.n]
         title = f"The first {len(indices)} {args.split} images labelled {class_label(data.class_names[args.digit])}"
-    fig = digits_figure(split.images[indices], split.labels[indices], indices=indices, title=title,
-                        class_names=data.class_names)
+    fig = digits_figure(
+        split.images[indices], split.labels[indices], indices=indices, title=title, class_names=data.class_names
+    )
     print(save_figure(fig, args.out, what="--out"))
     return EXIT_OK
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    """a local web page: draw a digit and watch the model decide
+
+    Serve a page where you draw a digit and see the class probabilities, the 28x28 input the model
+    sees and the evidence for its answer, with the run's weights and learning curves. Ctrl-C stops
+    it.
+    """
     from ..serve import serve
 
     serve(args.target, args.host, args.port)

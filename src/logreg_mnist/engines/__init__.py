@@ -127,8 +127,9 @@ def _over_budget(data: Dataset, settings: SGDSettings, max_resident: int | None)
     return chunk_bytes_for(data, max_resident, value_bytes) is not None
 
 
-def make_engine(name: str, data: Dataset, config: TrainConfig, *, threads: int | None = None,
-                max_resident: int | None = None) -> Engine:
+def make_engine(
+    name: str, data: Dataset, config: TrainConfig, *, threads: int | None = None, max_resident: int | None = None
+) -> Engine:
     """The engine called ``name`` for ``data`` and ``config``'s SGD settings.
 
     The name is resolved (``auto``: the GPU when present, else the fused engine where it
@@ -161,10 +162,12 @@ def make_engine(name: str, data: Dataset, config: TrainConfig, *, threads: int |
     if where is None:
         from ..data.stream import format_size, resident_bytes
 
-        raise ConfigError(f"engine {name!r}: expected data that fit in the memory budget "
-                          f"({format_size(max_resident) if max_resident else 'the default'}), found "
-                          f"{format_size(resident_bytes(data, 1))}; use --engine numpy, which reads "
-                          "them in chunks, or a larger --max-resident")
+        raise ConfigError(
+            f"engine {name!r}: expected data that fit in the memory budget "
+            f"({format_size(max_resident) if max_resident else 'the default'}), found "
+            f"{format_size(resident_bytes(data, 1))}; use --engine numpy, which reads "
+            "them in chunks, or a larger --max-resident"
+        )
     try:
         cls = _load(where)
     except ImportError as e:
@@ -172,5 +175,14 @@ def make_engine(name: str, data: Dataset, config: TrainConfig, *, threads: int |
     return cls(data, settings, threads=threads, max_resident=max_resident)
 
 
-__all__ = ["ENGINES", "REGISTRY", "Engine", "Entry", "SGDSettings", "available_engines", "default_threads",
-           "make_engine", "resolve"]
+__all__ = [
+    "ENGINES",
+    "REGISTRY",
+    "Engine",
+    "Entry",
+    "SGDSettings",
+    "available_engines",
+    "default_threads",
+    "make_engine",
+    "resolve",
+]

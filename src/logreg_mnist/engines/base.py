@@ -112,8 +112,11 @@ class SGDSettings:
     dtype: np.dtype = _FLOAT32
 
     def __post_init__(self) -> None:
-        if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, (int, np.integer)) \
-                or self.batch_size < 1:
+        if (
+            isinstance(self.batch_size, bool)
+            or not isinstance(self.batch_size, (int, np.integer))
+            or self.batch_size < 1
+        ):
             raise ConfigError(f"batch_size: expected an integer >= 1, found {self.batch_size!r}")
         try:
             dtype = np.dtype(self.dtype)
@@ -126,8 +129,14 @@ class SGDSettings:
     @classmethod
     def from_config(cls, config: TrainConfig) -> SGDSettings:
         """The SGD settings of ``config`` (batch size, learning rate, penalties, drop_last, dtype)."""
-        return cls(batch_size=config.batch_size, learning_rate=config.learning_rate, l1=config.l1, l2=config.l2,
-                   drop_last=config.drop_last, dtype=np.dtype(config.dtype))
+        return cls(
+            batch_size=config.batch_size,
+            learning_rate=config.learning_rate,
+            l1=config.l1,
+            l2=config.l2,
+            drop_last=config.drop_last,
+            dtype=np.dtype(config.dtype),
+        )
 
     def n_batches(self, n: int) -> int:
         """Minibatches per epoch over ``n`` training examples (see :func:`n_batches`)."""
@@ -142,8 +151,10 @@ def n_batches(n: int, batch_size: int, drop_last: bool) -> int:
     """Minibatches per epoch over ``n`` examples; refuses a batch larger than the data when dropping."""
     count = n // batch_size if drop_last else -(-n // batch_size)
     if count == 0:
-        raise ConfigError(f"batch_size: expected at most the {n:,} training examples when partial "
-                          f"minibatches are dropped, found {batch_size:,}")
+        raise ConfigError(
+            f"batch_size: expected at most the {n:,} training examples when partial "
+            f"minibatches are dropped, found {batch_size:,}"
+        )
     return count
 
 

@@ -42,14 +42,18 @@ class ChunkedNumpyEngine(NumpySGD):
     name = "numpy"  # the reference arithmetic; only the data are read differently
     threads = 1  # plus the reader thread; BLAS uses its own pool
 
-    def __init__(self, data: Dataset, settings: SGDSettings, *, threads: int | None = None,
-                 max_resident: int | None = None):
-        self._setup({s: data.split(s).labels for s in ("train", "valid", "test")}, data.n_features,
-                    data.n_classes, settings)
+    def __init__(
+        self, data: Dataset, settings: SGDSettings, *, threads: int | None = None, max_resident: int | None = None
+    ):
+        self._setup(
+            {s: data.split(s).labels for s in ("train", "valid", "test")}, data.n_features, data.n_classes, settings
+        )
         chunk = chunk_bytes_for(data, max_resident, 1)
         B = settings.batch_size
-        self._rows = {s: Rows.for_split(data.split(s), chunk, multiple=B if s == "train" else 1)
-                      for s in ("train", "valid", "test")}
+        self._rows = {
+            s: Rows.for_split(data.split(s), chunk, multiple=B if s == "train" else 1)
+            for s in ("train", "valid", "test")
+        }
         self._n_train_rows = min(len(self._y["train"]), self.n_train_batches * B)
         self._xbuf = np.empty((B, data.n_features), self.dtype)  # one float minibatch, reused
 

@@ -72,8 +72,10 @@ def available() -> bool:
 def kernel_info() -> dict:
     """What the compiled kernel was built with: ``{"openmp": bool, "simd": str}``."""
     if _fused is None:
-        raise ConfigError("engine 'fused': its compiled kernel is not built (reinstall with a C compiler: "
-                          "pip install -e .); use --engine numpy")
+        raise ConfigError(
+            "engine 'fused': its compiled kernel is not built (reinstall with a C compiler: "
+            "pip install -e .); use --engine numpy"
+        )
     return _fused.info()
 
 
@@ -114,8 +116,9 @@ class FusedEngine:
     name = "fused"
     tolerance = Tolerance(float32=(1e-5, 1e-6), float64=(1e-12, 1e-13))  # sums in another order (module docstring)
 
-    def __init__(self, data: Dataset, settings: SGDSettings, *, threads: int | None = None,
-                 max_resident: int | None = None):
+    def __init__(
+        self, data: Dataset, settings: SGDSettings, *, threads: int | None = None, max_resident: int | None = None
+    ):
         from . import default_threads
 
         batch_size, learning_rate, l1, l2 = settings.batch_size, settings.learning_rate, settings.l1, settings.l2
@@ -123,8 +126,9 @@ class FusedEngine:
 
         kernel_info()  # raises when not built
         if any(data.split(s).pixels is None for s in ("train", "valid", "test")):
-            raise ConfigError("engine 'fused': expected uint8 pixels (multiples of 1/256), found float images; "
-                              "use --engine numpy")
+            raise ConfigError(
+                "engine 'fused': expected uint8 pixels (multiples of 1/256), found float images; use --engine numpy"
+            )
         self.dtype = np.dtype(dtype)
         if self.dtype not in (np.float32, np.float64):
             raise ConfigError(f"engine 'fused': expected dtype float32 or float64, found {self.dtype}")
@@ -143,9 +147,11 @@ class FusedEngine:
             raise ConfigError(f"engine 'fused': expected at most 256 classes, found {self.n_out}")
         self._rows = {}
         for s in ("train", "valid", "test"):
-            self._rows[s] = _layout(data.split(s).pixels)
+            pixels = data.split(s).pixels
+            assert pixels is not None  # checked above
+            self._rows[s] = _layout(pixels)
             if self._rows[s].sparse:
-                release_pages(data.split(s).pixels)  # the CSR copy is what is read from now on
+                release_pages(pixels)  # the CSR copy is what is read from now on
         self._y = {s: np.ascontiguousarray(data.split(s).labels, dtype=np.int64) for s in ("train", "valid", "test")}
         for s, y in self._y.items():
             if len(y) and (y.min() < 0 or y.max() >= self.n_out):
@@ -164,14 +170,14 @@ class FusedEngine:
     @property
     def layout(self) -> dict[str, str]:
         """How each split is read: ``"sparse (density 0.19)"`` or ``"dense (...)"``."""
-        return {s: f"{'sparse' if r.sparse else 'dense'} (density {r.density:.2f})"
-                for s, r in self._rows.items()}
+        return {s: f"{'sparse' if r.sparse else 'dense'} (density {r.density:.2f})" for s, r in self._rows.items()}
 
     def set_params(self, W: np.ndarray, b: np.ndarray) -> None:
         W, b = np.asarray(W), np.asarray(b)
         if W.shape != (self.n_in, self.n_out) or b.shape != (self.n_out,):
-            raise ConfigError(f"expected W {(self.n_in, self.n_out)} and b {(self.n_out,)}, "
-                              f"found {W.shape} and {b.shape}")
+            raise ConfigError(
+                f"expected W {(self.n_in, self.n_out)} and b {(self.n_out,)}, found {W.shape} and {b.shape}"
+            )
         self.W[:] = 0
         self.W[:, : self.n_out] = W
         self.b[:] = 0
@@ -202,10 +208,25 @@ class FusedEngine:
     def _steps(self, start: int, stop: int, threads: int, nll: float) -> tuple[float, int]:
         """Minibatches ``start`` to ``stop - 1`` in one call into the kernel: (nll + their NLL, examples)."""
         row0 = start * self.batch_size
-        total = _fused.sgd(layout=self._rows["train"], labels=self._y["train"], W=self.W, b=self.b, D=self._D,
-                           G=self._G, nll=self._nll, row0=row0, n_rows=self._n_train_rows,
-                           batch_size=self.batch_size, n_batches=stop - start, lr=self.lr, l1=self.l1,
-                           l2x2=self.l2x2, n_out=self.n_out, threads=threads, total=nll)
+        total = _fused.sgd(
+            layout=self._rows["train"],
+            labels=self._y["train"],
+            W=self.W,
+            b=self.b,
+            D=self._D,
+            G=self._G,
+            nll=self._nll,
+            row0=row0,
+            n_rows=self._n_train_rows,
+            batch_size=self.batch_size,
+            n_batches=stop - start,
+            lr=self.lr,
+            l1=self.l1,
+            l2x2=self.l2x2,
+            n_out=self.n_out,
+            threads=threads,
+            total=nll,
+        )
         return total, min(stop * self.batch_size, self._n_train_rows) - row0
 
     def counted(self, split: str) -> int:
@@ -214,6 +235,13 @@ class FusedEngine:
 
     def count_errors(self, split: str) -> tuple[int, int]:
         n = self.counted(split)
-        wrong = _fused.errors(layout=self._rows[split], labels=self._y[split], W=self.W, b=self.b, n_rows=n,
-                              n_out=self.n_out, threads=self._chooser.current)
+        wrong = _fused.errors(
+            layout=self._rows[split],
+            labels=self._y[split],
+            W=self.W,
+            b=self.b,
+            n_rows=n,
+            n_out=self.n_out,
+            threads=self._chooser.current,
+        )
         return int(wrong), n

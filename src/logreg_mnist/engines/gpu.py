@@ -41,8 +41,8 @@ from __future__ import annotations
 import functools
 import importlib.util
 import os
-from typing import cast
 from contextlib import nullcontext
+from typing import cast
 
 import numpy as np
 
@@ -76,7 +76,7 @@ def _device(platform: str | None, *, required: bool = True):
     """The first device of ``platform`` (None: a GPU), or None / ConfigError when there is none."""
     import jax
 
-    for name in ((platform,) if platform else _GPU_PLATFORMS):
+    for name in (platform,) if platform else _GPU_PLATFORMS:
         try:
             devices = jax.devices(name)
         except RuntimeError:
@@ -87,9 +87,11 @@ def _device(platform: str | None, *, required: bool = True):
         return None
     found = ", ".join(sorted({d.platform for d in jax.devices()})) or "none"
     wanted = f"a JAX {platform} device" if platform else "a GPU"
-    raise ConfigError(f"--engine gpu: expected {wanted}, found JAX devices: {found}; install the CUDA build "
-                      "with pip install 'logreg-mnist[gpu]' (and an NVIDIA driver), or use --engine auto "
-                      "(the CPU engine)")
+    raise ConfigError(
+        f"--engine gpu: expected {wanted}, found JAX devices: {found}; install the CUDA build "
+        "with pip install 'logreg-mnist[gpu]' (and an NVIDIA driver), or use --engine auto "
+        "(the CPU engine)"
+    )
 
 
 def _x64_mode():
@@ -177,11 +179,20 @@ class GpuEngine:
     threads = 1  # host threads; the device's parallelism is XLA's
     tolerance = Tolerance(float32=(0.0, 1e-6), float64=(0.0, 1e-12))
 
-    def __init__(self, data: Dataset, settings: SGDSettings, *, threads: int | None = None,
-                 max_resident: int | None = None, platform: str | None = None):
+    def __init__(
+        self,
+        data: Dataset,
+        settings: SGDSettings,
+        *,
+        threads: int | None = None,
+        max_resident: int | None = None,
+        platform: str | None = None,
+    ):
         if not jax_installed():
-            raise ConfigError("--engine gpu: expected JAX, found it is not installed; "
-                              "pip install 'logreg-mnist[gpu]' (or use --engine auto)")
+            raise ConfigError(
+                "--engine gpu: expected JAX, found it is not installed; "
+                "pip install 'logreg-mnist[gpu]' (or use --engine auto)"
+            )
         import jax
 
         self._jax = jax
@@ -195,13 +206,18 @@ class GpuEngine:
         self.n_train_batches = settings.n_batches(len(data.train))
         self._n_train_rows = min(len(data.train), self.n_train_batches * self.batch_size)
         chunk = chunk_bytes_for(data, max_resident, 1)
-        self._rows = {s: Rows.for_split(data.split(s), chunk, multiple=self.batch_size if s == "train" else 1)
-                      for s in ("train", "valid", "test")}
+        self._rows = {
+            s: Rows.for_split(data.split(s), chunk, multiple=self.batch_size if s == "train" else 1)
+            for s in ("train", "valid", "test")
+        }
         self._labels = {s: data.split(s).labels for s in ("train", "valid", "test")}
         self._compiled = _functions()
         # (Rows.for_split above refused a split without uint8 pixels)
-        self._resident = {s: self._to_device(s, cast(np.ndarray, data.split(s).pixels)) for s in self._rows
-                          if not self._rows[s].chunked}
+        self._resident = {
+            s: self._to_device(s, cast(np.ndarray, data.split(s).pixels))
+            for s in self._rows
+            if not self._rows[s].chunked
+        }
         self.W = self.b = None
         self.set_params(np.zeros((data.n_features, self.n_classes), self.dtype), np.zeros(self.n_classes, self.dtype))
 
@@ -263,8 +279,16 @@ class GpuEngine:
 
     def _steps(self, x, y, first: int, n_steps: int, n_rows: int) -> float:
         self.W, self.b, sums = self._compiled["train"](
-            self.W, self.b, x, y, np.int32(first), np.int32(n_steps), np.int32(n_rows), *self._hyper,
-            batch_size=self.batch_size)
+            self.W,
+            self.b,
+            x,
+            y,
+            np.int32(first),
+            np.int32(n_steps),
+            np.int32(n_rows),
+            *self._hyper,
+            batch_size=self.batch_size,
+        )
         # float64 sum on the host; waiting here also frees a streamed chunk's buffer for reuse
         return float(np.asarray(sums)[:n_steps].sum(dtype=np.float64))
 

@@ -87,15 +87,20 @@ class NumpyEngine(NumpySGD):
 
     name = "numpy"
 
-    def __init__(self, data: Dataset, settings: SGDSettings, *, threads: int | None = None,
-                 max_resident: int | None = None):
+    def __init__(
+        self, data: Dataset, settings: SGDSettings, *, threads: int | None = None, max_resident: int | None = None
+    ):
         self.threads = threads or 1
         self._x = {}
         for name in ("train", "valid", "test"):
             split = data.split(name)
             self._x[name] = split.pixels if split.pixels is not None else split.images
-        self._setup({name: data.split(name).labels for name in ("train", "valid", "test")},
-                    self._x["train"].shape[1], data.n_classes, settings)
+        self._setup(
+            {name: data.split(name).labels for name in ("train", "valid", "test")},
+            self._x["train"].shape[1],
+            data.n_classes,
+            settings,
+        )
 
     def _rows(self, split: str, start: int, stop: int) -> np.ndarray:
         """Rows ``start:stop`` of ``split`` as the engine's dtype: (rows, n_in)."""

@@ -9,5 +9,16 @@
 from .decode import FORMATS, MAX_BYTES, MAX_PIXELS, WORK_SIDE, open_image, to_gray
 from .pipeline import BOX, MIN_DIGIT, Prepared, looks_like_mnist, prepare
 
-__all__ = ["BOX", "FORMATS", "MAX_BYTES", "MAX_PIXELS", "MIN_DIGIT", "WORK_SIDE", "Prepared", "looks_like_mnist",
-           "open_image", "prepare", "to_gray"]
+__all__ = [
+    "BOX",
+    "FORMATS",
+    "MAX_BYTES",
+    "MAX_PIXELS",
+    "MIN_DIGIT",
+    "WORK_SIDE",
+    "Prepared",
+    "looks_like_mnist",
+    "open_image",
+    "prepare",
+    "to_gray",
+]

@@ -61,7 +61,7 @@ def open_image(source: str | os.PathLike | bytes, *, name: str | None = None) ->
         path = Path(source)
         name = name or show_path(path)
         try:
-            fp = open(path, "rb")
+            fp = open(path, "rb")  # noqa: SIM115 -- closed by the `with fp` below
         except IsADirectoryError:
             raise DataError(f"{name}: expected an image file, found a directory") from None
         except FileNotFoundError:
@@ -76,8 +76,10 @@ def open_image(source: str | os.PathLike | bytes, *, name: str | None = None) ->
                 im = Image.open(fp, formats=FORMATS)
             width, height = im.size
             if width * height > MAX_PIXELS:
-                raise DataError(f"{name}: expected an image of at most {MAX_PIXELS:,} pixels, found "
-                                f"{width:,} x {height:,} = {width * height:,} pixels ({im.format} header)")
+                raise DataError(
+                    f"{name}: expected an image of at most {MAX_PIXELS:,} pixels, found "
+                    f"{width:,} x {height:,} = {width * height:,} pixels ({im.format} header)"
+                )
             if im.format == "JPEG" and max(width, height) > 2 * WORK_SIDE:
                 im.draft(im.mode, (WORK_SIDE, WORK_SIDE))  # decode at a reduced scale: faster, less memory
             im.seek(0)  # GIF, TIFF, WebP: the first frame
@@ -92,27 +94,31 @@ def open_image(source: str | os.PathLike | bytes, *, name: str | None = None) ->
         except Image.DecompressionBombError as e:
             found = re.search(r"\((\d+) pixels\)", str(e))
             size = f"{int(found.group(1)):,} pixels" if found else "more"
-            raise DataError(f"{name}: expected an image of at most {MAX_PIXELS:,} pixels, found {size} "
-                            f"(a decompression bomb)") from None
+            raise DataError(
+                f"{name}: expected an image of at most {MAX_PIXELS:,} pixels, found {size} (a decompression bomb)"
+            ) from None
         except Image.UnidentifiedImageError:
             fp.seek(0)
             head = fp.read(8)
-            raise NotAnImageError(f"{name}: expected an image ({', '.join(FORMATS)}), found data starting with "
-                            f"0x{head.hex()}") from None
+            raise NotAnImageError(
+                f"{name}: expected an image ({', '.join(FORMATS)}), found data starting with 0x{head.hex()}"
+            ) from None
         except ValueError as e:  # Pillow's caps on PNG text / ICC chunks, bad header fields
             if "text chunk" in str(e).lower() or "MAX_TEXT" in str(e):
                 from PIL import PngImagePlugin
 
-                raise DataError(f"{name}: expected PNG text and ICC profile chunks of at most "
-                                f"{PngImagePlugin.MAX_TEXT_CHUNK:,} bytes each once decompressed, found a larger "
-                                f"one ({_describe(e)})") from None
-            raise DataError(f"{name}: expected an image within Pillow's safety limits, found "
-                            f"{_describe(e)}") from None
+                raise DataError(
+                    f"{name}: expected PNG text and ICC profile chunks of at most "
+                    f"{PngImagePlugin.MAX_TEXT_CHUNK:,} bytes each once decompressed, found a larger "
+                    f"one ({_describe(e)})"
+                ) from None
+            raise DataError(f"{name}: expected an image within Pillow's safety limits, found {_describe(e)}") from None
         except MemoryError:
             raise DataError(f"{name}: the image does not fit in memory") from None
         except Exception as e:  # noqa: BLE001 - any decoder failure on a hostile file is the input's fault
-            raise DataError(f"{name}: expected a readable image, found a damaged file "
-                            f"({type(e).__name__}: {_describe(e)})") from None
+            raise DataError(
+                f"{name}: expected a readable image, found a damaged file ({type(e).__name__}: {_describe(e)})"
+            ) from None
 
 
 def to_gray(image: Image.Image) -> np.ndarray:
@@ -135,8 +141,12 @@ def to_gray(image: Image.Image) -> np.ndarray:
             return (a * (255 / 65535)).astype(np.float32)
         low, high = (a.min(), a.max()) if a.size else (0.0, 1.0)
         return ((a - low) * (255 / (high - low or 1))).astype(np.float32)
-    if "A" in mode or "a" in mode or (mode == "P" and "transparency" in image.info) \
-            or (mode in ("L", "RGB") and "transparency" in image.info):
+    if (
+        "A" in mode
+        or "a" in mode
+        or (mode == "P" and "transparency" in image.info)
+        or (mode in ("L", "RGB") and "transparency" in image.info)
+    ):
         rgba = image.convert("RGBA")
         paper = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         image = Image.alpha_composite(paper, rgba)

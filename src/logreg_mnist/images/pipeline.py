@@ -69,8 +69,9 @@ class Prepared:
 def _resize(a: np.ndarray, size: tuple[int, int], resample=Image.Resampling.LANCZOS) -> np.ndarray:
     """Resize float32 (h, w) to (height, width) = ``size`` with Pillow (anti-aliased when shrinking)."""
     h, w = size
-    return np.asarray(Image.fromarray(np.ascontiguousarray(a, dtype=np.float32), mode="F")
-                      .resize((w, h), resample), dtype=np.float32)
+    return np.asarray(
+        Image.fromarray(np.ascontiguousarray(a, dtype=np.float32), mode="F").resize((w, h), resample), dtype=np.float32
+    )
 
 
 def looks_like_mnist(gray: np.ndarray) -> bool:
@@ -176,8 +177,13 @@ def _select_digit(ink: np.ndarray, threshold: float, *, neighbours: bool = True)
     # A large region touching the picture's edge is the table around the sheet, the sheet's
     # edge or a shadow, not a digit: left out unless there is nothing else.
     h, w = ink.shape
-    background = np.array([(r.start == 0 or c.start == 0 or r.stop == h or c.stop == w)
-                           and (r.stop - r.start > h / 2 or c.stop - c.start > w / 2) for r, c in boxes])
+    background = np.array(
+        [
+            (r.start == 0 or c.start == 0 or r.stop == h or c.stop == w)
+            and (r.stop - r.start > h / 2 or c.stop - c.start > w / 2)
+            for r, c in boxes
+        ]
+    )
     if not background.all():
         mass = np.where(background, -1.0, mass)
     order = np.argsort(-mass)

@@ -42,8 +42,15 @@ def unpack(theta: np.ndarray, n_in: int, n_out: int) -> tuple[np.ndarray, np.nda
 
 
 def minimize(
-    x: np.ndarray, y: np.ndarray, n_out: int, *, method: str, max_iter: int, l1: float = 0.0,
-    l2: float = 0.0, theta0: np.ndarray | None = None,
+    x: np.ndarray,
+    y: np.ndarray,
+    n_out: int,
+    *,
+    method: str,
+    max_iter: int,
+    l1: float = 0.0,
+    l2: float = 0.0,
+    theta0: np.ndarray | None = None,
     callback: Callable[[np.ndarray, float], None] | None = None,
 ) -> scipy.optimize.OptimizeResult:
     """Minimise ``mean NLL + l1 sum|W| + l2 sum W**2`` over ``(x, y)`` with SciPy.
@@ -70,13 +77,18 @@ def minimize(
         callback(intermediate_result.x, intermediate_result.fun)
 
     return scipy.optimize.minimize(
-        fun, theta0, jac=True, method=METHODS[method], options={"maxiter": max_iter},
+        fun,
+        theta0,
+        jac=True,
+        method=METHODS[method],
+        options={"maxiter": max_iter},
         callback=on_iteration if callback is not None else None,
     )
 
 
-def run_full_batch(data: Dataset, config: TrainConfig, run: RunDir,
-                   reporter: Reporter) -> tuple[LogisticRegression, History]:
+def run_full_batch(
+    data: Dataset, config: TrainConfig, run: RunDir, reporter: Reporter
+) -> tuple[LogisticRegression, History]:
     """The chapter's ``logistic_cg.py`` (or L-BFGS), recorded in ``run``: see the module docstring.
 
     :func:`logreg_mnist.train.train` calls it with ``config.optimizer`` cg or lbfgs, the run
@@ -120,7 +132,8 @@ def run_full_batch(data: Dataset, config: TrainConfig, run: RunDir,
             raise TrainingDivergedError(
                 f"{config.optimizer} diverged at iteration {iteration}: the cost or the parameters became "
                 f"non-finite (cost {cost}); the best model so far is kept"
-                + (f" in {run.path / BEST}" if run.path is not None else ""))
+                + (f" in {run.path / BEST}" if run.path is not None else "")
+            )
         valid_error = error(theta, "valid")
         reporter.validation(iteration, 0, 0, valid_error)
         test_error = None
@@ -129,30 +142,59 @@ def run_full_batch(data: Dataset, config: TrainConfig, run: RunDir,
             history.test_error = test_error = error(theta, "test")
             history.best_epoch = history.best_iteration = iteration
             best["theta"] = kept = theta.copy()
-            recorder.best(*unpack(kept, n_in, n_out), epoch=iteration, iteration=iteration,
-                          valid_error=valid_error, test_error=test_error)
-        row = {"epoch": iteration, "iteration": iteration, "train_nll": cost, "valid_error": valid_error,
-               "test_error": test_error, "best_valid_error": history.best_valid_error,
-               "elapsed": round(time.perf_counter() - started, 4)}
+            recorder.best(
+                *unpack(kept, n_in, n_out),
+                epoch=iteration,
+                iteration=iteration,
+                valid_error=valid_error,
+                test_error=test_error,
+            )
+        row = {
+            "epoch": iteration,
+            "iteration": iteration,
+            "train_nll": cost,
+            "valid_error": valid_error,
+            "test_error": test_error,
+            "best_valid_error": history.best_valid_error,
+            "elapsed": round(time.perf_counter() - started, 4),
+        }
         recorder.row(row)
         reporter.epoch_end(row)
         recorder.snapshot(*unpack(theta, n_in, n_out), epoch=iteration, iteration=iteration, valid_error=valid_error)
         reporter.progress(iteration, max_iter)
 
     try:
-        result = minimize(x, y, n_out, method=config.optimizer, max_iter=max_iter, l1=config.l1, l2=config.l2,
-                          theta0=pack(init.W, init.b), callback=callback)
+        result = minimize(
+            x,
+            y,
+            n_out,
+            method=config.optimizer,
+            max_iter=max_iter,
+            l1=config.l1,
+            l2=config.l2,
+            theta0=pack(init.W, init.b),
+            callback=callback,
+        )
     finally:
         reporter.close()
     theta = best["theta"]
     if theta is None:
         raise ConfigError(f"{config.optimizer} stopped before its first iteration: {result.message}")
-    stopped_by = ("dry_run" if config.dry_run else "max_iter" if result.nit >= max_iter
-                  else "converged" if result.success else "stopped")
+    stopped_by = (
+        "dry_run"
+        if config.dry_run
+        else "max_iter"
+        if result.nit >= max_iter
+        else "converged"
+        if result.success
+        else "stopped"
+    )
     history = recorder.finish(epochs=len(history.rows), seconds=time.perf_counter() - started, stopped_by=stopped_by)
     if stopped_by == "stopped":
-        reporter.message(f"{config.optimizer} stopped after {result.nit} of at most {max_iter} iterations "
-                         f"without converging: {result.message}")
+        reporter.message(
+            f"{config.optimizer} stopped after {result.nit} of at most {max_iter} iterations "
+            f"without converging: {result.message}"
+        )
     reporter.message(completion(history))
     reporter.message(f"The code ran for {history.epochs} iterations in {history.seconds:.1f}s")
     return LogisticRegression.from_params(*unpack(theta, n_in, n_out)), history

@@ -21,7 +21,20 @@ from .provenance import (
 from .recorder import RunRecorder
 
 __all__ = [
-    "LOCK", "PLOTS", "RUN_FILES", "History", "RunDir", "RunRecorder", "check_run_target",
-    "class_names_for", "clear_run", "data_record", "load_history", "load_run_data", "model_meta",
-    "recorded_data", "scored", "scored_counts",
+    "LOCK",
+    "PLOTS",
+    "RUN_FILES",
+    "History",
+    "RunDir",
+    "RunRecorder",
+    "check_run_target",
+    "class_names_for",
+    "clear_run",
+    "data_record",
+    "load_history",
+    "load_run_data",
+    "model_meta",
+    "recorded_data",
+    "scored",
+    "scored_counts",
 ]

@@ -22,7 +22,7 @@ import shutil
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -49,8 +49,9 @@ RUN_FILES = (CONFIG, BEST, CHECKPOINT, HISTORY)
 PLOTS = "plots"
 
 
-def check_run_target(path: str | os.PathLike, *, resume: bool = False, overwrite: bool = False,
-                     what: str = "out_dir") -> Path:
+def check_run_target(
+    path: str | os.PathLike, *, resume: bool = False, overwrite: bool = False, what: str = "out_dir"
+) -> Path:
     """Refuse a run directory that cannot be used as asked, before anything is created.
 
     A directory that holds a run (:meth:`RunDir.holds_run`: a checkpoint, or the best
@@ -72,10 +73,14 @@ def check_run_target(path: str | os.PathLike, *, resume: bool = False, overwrite
     if not (resume or overwrite) and RunDir(path).holds_run():
         where = show_path(path)
         if not (path / CHECKPOINT).is_file():  # a cg or lbfgs run: nothing to continue
-            raise ConfigError(f"{where} already holds a run that cannot be continued (no {CHECKPOINT}); "
-                              "replace it with --overwrite (overwrite=True), or choose another --out")
-        raise ConfigError(f"{where} already holds a run; continue it with --resume {where} (resume=True), "
-                          "replace it with --overwrite (overwrite=True), or choose another --out")
+            raise ConfigError(
+                f"{where} already holds a run that cannot be continued (no {CHECKPOINT}); "
+                "replace it with --overwrite (overwrite=True), or choose another --out"
+            )
+        raise ConfigError(
+            f"{where} already holds a run; continue it with --resume {where} (resume=True), "
+            "replace it with --overwrite (overwrite=True), or choose another --out"
+        )
     return path
 
 
@@ -134,8 +139,10 @@ class RunDir:
                 _held[key] = me
         if owner is not None:
             who = "another thread of this process" if owner != me else "a run of this thread, which owns it already"
-            raise RunBusyError(f"{show_path(self.path)} is in use by {who} (pid {os.getpid()}); wait for its run "
-                               "to end, or choose another directory")
+            raise RunBusyError(
+                f"{show_path(self.path)} is in use by {who} (pid {os.getpid()}); wait for its run "
+                "to end, or choose another directory"
+            )
         fd = None
         try:
             fd = self._lock()
@@ -145,10 +152,8 @@ class RunDir:
             if created and fd is not None:  # while the lock is held
                 self._remove_if_unused()
             if fd is not None and fd >= 0:
-                try:
+                with suppress(OSError):
                     os.ftruncate(fd, 0)
-                except OSError:
-                    pass
                 os.close(fd)  # releases the flock
             with _held_guard:
                 _held.pop(key, None)
@@ -224,8 +229,9 @@ class RunDir:
 
     # writing
 
-    def create(self, config: TrainConfig, record: dict[str, Any], rows: list[dict[str, Any]] | None = None,
-               **runtime: Any) -> None:
+    def create(
+        self, config: TrainConfig, record: dict[str, Any], rows: list[dict[str, Any]] | None = None, **runtime: Any
+    ) -> None:
         """Write ``config.json``: the config, its data ``record`` (see
         :func:`~logreg_mnist.run.provenance.data_record`) and ``runtime`` choices such as the
         engine beside the config, which they do not change; start the history with ``rows``."""
@@ -234,8 +240,9 @@ class RunDir:
             return
         try:
             make_dir(self.path, "out_dir")
-            atomic_write_text(self.path / CONFIG, json.dumps(
-                {"config": config.to_dict(), **record, **runtime}, indent=2) + "\n")
+            atomic_write_text(
+                self.path / CONFIG, json.dumps({"config": config.to_dict(), **record, **runtime}, indent=2) + "\n"
+            )
             self.history = HistoryWriter(self.path / HISTORY, keep=rows)
         except OSError as e:
             raise self._write_error(e, CONFIG) from None
@@ -274,8 +281,10 @@ class RunDir:
         checkpoint = self._dir / CHECKPOINT
         if checkpoint.is_file():
             epoch = _metadata(checkpoint).get("state", {}).get("epoch")
-            parts.append(f"a checkpoint in {show_path(checkpoint)}"
-                         + (f" (end of epoch {epoch})" if isinstance(epoch, int) else ""))
+            parts.append(
+                f"a checkpoint in {show_path(checkpoint)}"
+                + (f" (end of epoch {epoch})" if isinstance(epoch, int) else "")
+            )
         return " and ".join(parts) if parts else "no model was saved yet"
 
     def next_step(self) -> str:
@@ -287,8 +296,10 @@ class RunDir:
             return f"continue with: logreg-mnist train --resume {where}"
         if not (self._dir / CONFIG).is_file():
             return f"run it again: logreg-mnist train --out {where} (nothing of the run was written there)"
-        return (f"start it again with: logreg-mnist train --resume {where} (no epoch had finished, so it "
-                f"starts from the beginning; train --out {where} uses the directory again as well)")
+        return (
+            f"start it again with: logreg-mnist train --resume {where} (no epoch had finished, so it "
+            f"starts from the beginning; train --out {where} uses the directory again as well)"
+        )
 
     def interrupted(self, epoch: int) -> str:
         """The line printed when a run is interrupted in ``epoch``."""

@@ -49,9 +49,11 @@ class History:
         def pct(error: float, n: int | None) -> str:
             return f"{error * 100:.4f} %" + (f" of {n:,}" if n else "")
 
-        return (f"History({len(self.rows)} rows, epochs={self.epochs}, best_epoch={self.best_epoch}, "
-                f"best_valid_error={pct(self.best_valid_error, self.n_valid)}, "
-                f"test_error={pct(self.test_error, self.n_test)}, stopped_by={self.stopped_by!r})")
+        return (
+            f"History({len(self.rows)} rows, epochs={self.epochs}, best_epoch={self.best_epoch}, "
+            f"best_valid_error={pct(self.best_valid_error, self.n_valid)}, "
+            f"test_error={pct(self.test_error, self.n_test)}, stopped_by={self.stopped_by!r})"
+        )
 
 
 def load_history(run_dir: str | os.PathLike) -> History:
@@ -62,8 +64,7 @@ def load_history(run_dir: str | os.PathLike) -> History:
     """
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
-        raise ConfigError(f"{run_dir}: expected a run directory, found "
-                          f"{'a file' if run_dir.exists() else 'nothing'}")
+        raise ConfigError(f"{run_dir}: expected a run directory, found {'a file' if run_dir.exists() else 'nothing'}")
     history = History(rows=read_history(run_dir))
     rows = history.rows
     if (run_dir / BEST).is_file():

@@ -84,8 +84,13 @@ def _stderr_warning(text: str) -> None:
 
 
 def load_run_data(
-    target: str | os.PathLike, data_dir: str | os.PathLike | None = None, *, download: bool | None = None,
-    progress: bool = True, warn: Callable[[str], None] = _stderr_warning, max_resident: int | None = None,
+    target: str | os.PathLike,
+    data_dir: str | os.PathLike | None = None,
+    *,
+    download: bool | None = None,
+    progress: bool = True,
+    warn: Callable[[str], None] = _stderr_warning,
+    max_resident: int | None = None,
 ) -> Dataset:
     """The dataset a run directory (or a model file) was trained on, as recorded.
 
@@ -109,26 +114,33 @@ def load_run_data(
     known = by_identity(identity)
     title = known.title if known else identity
     if data_dir is not None:
-        data = load_mnist(data_dir, download=download, valid_size=valid_size, progress=progress,
-                         max_resident=max_resident)
+        data = load_mnist(
+            data_dir, download=download, valid_size=valid_size, progress=progress, max_resident=max_resident
+        )
         if identity is not None and data.identity != identity:
             warn(f"{target} was trained on {title}, using {data.title} from {data_dir} as asked")
         return data
     source = rec.get("data_source")
     if source is not None and (identity != "mnist" or Path(source).exists()):
         if not Path(source).exists():
-            raise DataError(f"{target} was trained on {title} from {source}, which is not there now; "
-                            "pass --data-dir DIR (data_dir=) with that dataset")
+            raise DataError(
+                f"{target} was trained on {title} from {source}, which is not there now; "
+                "pass --data-dir DIR (data_dir=) with that dataset"
+            )
         try:
-            data = load_mnist(source, download=False, valid_size=valid_size, progress=progress,
-                         max_resident=max_resident)
+            data = load_mnist(
+                source, download=False, valid_size=valid_size, progress=progress, max_resident=max_resident
+            )
         except DataError as e:
-            raise DataError(f"{target} was trained on {title} from {source}, which cannot be loaded now "
-                            f"({e}); pass --data-dir DIR (data_dir=) with that dataset") from None
+            raise DataError(
+                f"{target} was trained on {title} from {source}, which cannot be loaded now "
+                f"({e}); pass --data-dir DIR (data_dir=) with that dataset"
+            ) from None
     else:
-        data = load_mnist(None, download=download, valid_size=valid_size, progress=progress,
-                         max_resident=max_resident)
+        data = load_mnist(None, download=download, valid_size=valid_size, progress=progress, max_resident=max_resident)
     if identity is not None and data.identity != identity:
-        raise DataError(f"{target} was trained on {title}, but {data.source} now holds {data.title}; "
-                        "pass --data-dir DIR (data_dir=) to use other data anyway")
+        raise DataError(
+            f"{target} was trained on {title}, but {data.source} now holds {data.title}; "
+            "pass --data-dir DIR (data_dir=) to use other data anyway"
+        )
     return data

@@ -57,8 +57,16 @@ class RunRecorder:
             driver fills in its figures.
     """
 
-    def __init__(self, run: RunDir, config: TrainConfig, data: Dataset, *,
-                 rows: list[dict[str, Any]] | None = None, coalesce: bool = True, **runtime: Any):
+    def __init__(
+        self,
+        run: RunDir,
+        config: TrainConfig,
+        data: Dataset,
+        *,
+        rows: list[dict[str, Any]] | None = None,
+        coalesce: bool = True,
+        **runtime: Any,
+    ):
         self.run = run
         self.config = config
         self.coalesce = coalesce
@@ -76,12 +84,12 @@ class RunRecorder:
         """A model file's metadata: the config, the data record and ``figures``."""
         return {"config": self._config, **self._record, **figures}
 
-    def best(self, W: np.ndarray, b: np.ndarray, *, epoch: int, iteration: int, valid_error: float,
-             test_error: float) -> None:
+    def best(
+        self, W: np.ndarray, b: np.ndarray, *, epoch: int, iteration: int, valid_error: float, test_error: float
+    ) -> None:
         """A new best model, ``W`` (n_in, n_out) and ``b`` (n_out,), found at ``epoch`` (or the
         full-batch iteration) after ``iteration``, with its validation and test errors."""
-        self._best = (W, b, self.meta(epoch=epoch, iteration=iteration, valid_error=valid_error,
-                                      test_error=test_error))
+        self._best = (W, b, self.meta(epoch=epoch, iteration=iteration, valid_error=valid_error, test_error=test_error))
         self._maybe_flush()
 
     def row(self, row: dict[str, Any]) -> None:
@@ -89,13 +97,16 @@ class RunRecorder:
         self.history.rows.append(row)
         self.run.append_history(row)
 
-    def snapshot(self, W: np.ndarray, b: np.ndarray, *, epoch: int, iteration: int,
-                 valid_error: float | None) -> None:
+    def snapshot(self, W: np.ndarray, b: np.ndarray, *, epoch: int, iteration: int, valid_error: float | None) -> None:
         """The model at the end of ``epoch``, written when ``config.snapshot_every`` asks for it."""
         every = self.config.snapshot_every
         if every and epoch % every == 0:
-            self.run.save(f"{SNAPSHOTS}/epoch-{epoch:04d}.safetensors", W, b,
-                          self.meta(epoch=epoch, iteration=iteration, valid_error=valid_error))
+            self.run.save(
+                f"{SNAPSHOTS}/epoch-{epoch:04d}.safetensors",
+                W,
+                b,
+                self.meta(epoch=epoch, iteration=iteration, valid_error=valid_error),
+            )
 
     def checkpoint(self, W: np.ndarray, b: np.ndarray, state: dict[str, Any], *, final: bool) -> None:
         """The current parameters and the SGD driver's ``state``, to resume from; ``final``: the

@@ -62,8 +62,12 @@ async def read_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
     return b"".join(chunks)
 
 
-def create_app(view: RunView, *, max_body_bytes: int = MAX_BODY_BYTES, image_workers: int = IMAGE_WORKERS,
-               ) -> Starlette:
+def create_app(
+    view: RunView,
+    *,
+    max_body_bytes: int = MAX_BODY_BYTES,
+    image_workers: int = IMAGE_WORKERS,
+) -> Starlette:
     """The Starlette app serving ``view``; ``image_workers`` bounds the images decoded at once."""
     page = _page()
     limiter: list[anyio.CapacityLimiter] = []  # made inside the event loop, on first use
@@ -88,8 +92,9 @@ def create_app(view: RunView, *, max_body_bytes: int = MAX_BODY_BYTES, image_wor
         epoch = request.path_params.get("epoch")
         answer = view.weights(epoch)
         if answer is None:
-            raise HTTPException(404, f"no snapshot of {view.unit} {epoch}: the run has "
-                                     f"{', '.join(map(str, view.snapshots)) or 'none'}")
+            raise HTTPException(
+                404, f"no snapshot of {view.unit} {epoch}: the run has {', '.join(map(str, view.snapshots)) or 'none'}"
+            )
         return JSONResponse(answer)
 
     async def learning_curves(request: Request) -> Response:
@@ -143,8 +148,14 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def serve(target: str | os.PathLike, host: str = "127.0.0.1", port: int = 8000, *,
-          out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> None:
+def serve(
+    target: str | os.PathLike,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    *,
+    out: TextIO = sys.stdout,
+    err: TextIO = sys.stderr,
+) -> None:
     """Load ``target`` (a run directory or a model file), print the page's URL and serve it
     until Ctrl-C (which uvicorn turns into a clean shutdown, then KeyboardInterrupt)."""
     if not 0 <= port <= 65535:
@@ -155,10 +166,20 @@ def serve(target: str | os.PathLike, host: str = "127.0.0.1", port: int = 8000, 
     address = sock.getsockname()
     shown = f"[{address[0]}]" if ":" in address[0] else address[0]
     if not _is_loopback(host):
-        print(f"warning: listening on {host}: anyone who can reach this address can use the page; "
-              "it has no authentication", file=err, flush=True)
+        print(
+            f"warning: listening on {host}: anyone who can reach this address can use the page; "
+            "it has no authentication",
+            file=err,
+            flush=True,
+        )
     print(f"serving {target} at http://{shown}:{address[1]}/  (Ctrl-C to stop)", file=out, flush=True)
-    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off",
-                            limit_concurrency=MAX_CONNECTIONS, timeout_graceful_shutdown=3)
+    config = uvicorn.Config(
+        app,
+        log_level="warning",
+        access_log=False,
+        lifespan="off",
+        limit_concurrency=MAX_CONNECTIONS,
+        timeout_graceful_shutdown=3,
+    )
     with sock:
         uvicorn.Server(config).run(sockets=[sock])

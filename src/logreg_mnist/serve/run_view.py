@@ -97,14 +97,15 @@ class RunView:
         path = Path(target)
         self.model, self.metadata = persistence.load_model(path)
         if self.model.n_in != SIDE * SIDE:
-            raise ModelFileError(f"{path}: expected a model of 28x28 = 784 inputs to draw digits for, "
-                                 f"found {self.model.n_in} inputs")
+            raise ModelFileError(
+                f"{path}: expected a model of 28x28 = 784 inputs to draw digits for, found {self.model.n_in} inputs"
+            )
         self.name = path.resolve().name
         self.run_dir = path if path.is_dir() else None
         self.class_names = class_names(self.metadata, self.model.n_out)
         self.history = self._read_history()
         self.snapshots = self._read_snapshots()
-        models = [self.model] + list(self.snapshots.values())
+        models = [self.model, *list(self.snapshots.values())]
         self.weight_limit = max(float(np.abs(m.W).max()) for m in models) or 1.0
         self._curves_png: bytes | None = None
         self._curves_lock = threading.Lock()
@@ -112,8 +113,11 @@ class RunView:
     def _read_history(self) -> list[dict[str, Any]]:
         if self.run_dir is None or not (self.run_dir / persistence.HISTORY).is_file():
             return []
-        return [{k: row.get(k) for k in _HISTORY_KEYS} for row in persistence.read_history(self.run_dir)
-                if isinstance(row, dict)]
+        return [
+            {k: row.get(k) for k in _HISTORY_KEYS}
+            for row in persistence.read_history(self.run_dir)
+            if isinstance(row, dict)
+        ]
 
     def _read_snapshots(self) -> dict[int, LogisticRegression]:
         if self.run_dir is None:
@@ -137,22 +141,25 @@ class RunView:
     def describe(self) -> dict[str, Any]:
         """The run as ``GET /api/run`` answers it."""
         meta = self.metadata
-        return json_safe({
-            "name": self.name,
-            "kind": "run" if self.run_dir is not None else "model",
-            "dataset": meta.get("dataset"),
-            "class_names": self.class_names,
-            "n_in": self.model.n_in,
-            "n_out": self.model.n_out,
-            "config": meta.get("config"),
-            "unit": self.unit,
-            "best": {k: meta.get(k) for k in ("epoch", "iteration", "valid_error", "test_error", "n_valid",
-                                              "n_test")},
-            "history": self.history,
-            "snapshots": list(self.snapshots),
-            "weight_limit": self.weight_limit,
-            "palette": diverging_palette(),
-        })
+        return json_safe(
+            {
+                "name": self.name,
+                "kind": "run" if self.run_dir is not None else "model",
+                "dataset": meta.get("dataset"),
+                "class_names": self.class_names,
+                "n_in": self.model.n_in,
+                "n_out": self.model.n_out,
+                "config": meta.get("config"),
+                "unit": self.unit,
+                "best": {
+                    k: meta.get(k) for k in ("epoch", "iteration", "valid_error", "test_error", "n_valid", "n_test")
+                },
+                "history": self.history,
+                "snapshots": list(self.snapshots),
+                "weight_limit": self.weight_limit,
+                "palette": diverging_palette(),
+            }
+        )
 
     def weights(self, epoch: int | None = None) -> dict[str, Any] | None:
         """The columns of ``W`` as 28x28 maps on the shared scale ``limit`` (best model, or a snapshot).
@@ -163,8 +170,12 @@ class RunView:
         if model is None:
             return None
         maps = model.W.T.reshape(model.n_out, SIDE, SIDE)
-        return {"epoch": self.metadata.get("epoch") if epoch is None else epoch, "best": epoch is None,
-                "limit": self.weight_limit, "maps": _rounded(maps, 5)}
+        return {
+            "epoch": self.metadata.get("epoch") if epoch is None else epoch,
+            "best": epoch is None,
+            "limit": self.weight_limit,
+            "maps": _rounded(maps, 5),
+        }
 
     def predict(self, data: bytes, *, raw: bool = False) -> dict[str, Any]:
         """Prepare an image (file bytes) as MNIST and explain the model's answer.
@@ -211,9 +222,12 @@ class RunView:
                 from ..plots import learning_curves_figure
 
                 buf = BytesIO()
-                learning_curves_figure(self.history, unit=self.unit, title=f"Learning curves of {self.name}",
-                                       n_valid=self.metadata.get("n_valid"), n_test=self.metadata.get("n_test")) \
-                    .savefig(buf, format="png", dpi=80)
+                learning_curves_figure(
+                    self.history,
+                    unit=self.unit,
+                    title=f"Learning curves of {self.name}",
+                    n_valid=self.metadata.get("n_valid"),
+                    n_test=self.metadata.get("n_test"),
+                ).savefig(buf, format="png", dpi=80)
                 self._curves_png = buf.getvalue()
             return self._curves_png
-

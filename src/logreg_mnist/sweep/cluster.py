@@ -42,16 +42,19 @@ def _check_address(address: str) -> None:
     except (ValueError, TypeError) as e:
         raise ClusterError(f"--scheduler {address}: expected an address like tcp://host:8786, found {e}") from None
     if scheme not in backends or not location:
-        raise ClusterError(f"--scheduler {address}: expected an address like tcp://host:8786 (schemes: "
-                           f"{', '.join(sorted(backends))}), found {address!r}")
+        raise ClusterError(
+            f"--scheduler {address}: expected an address like tcp://host:8786 (schemes: "
+            f"{', '.join(sorted(backends))}), found {address!r}"
+        )
     if scheme in ("tcp", "tls"):
         from distributed.comm.addressing import parse_host_port
 
         try:
             parse_host_port(location)
         except ValueError:
-            raise ClusterError(f"--scheduler {address}: expected an address like tcp://host:8786, found no "
-                               "port") from None
+            raise ClusterError(
+                f"--scheduler {address}: expected an address like tcp://host:8786, found no port"
+            ) from None
 
 
 @contextmanager
@@ -75,14 +78,21 @@ def dask_client(scheduler: str | None = None, n_workers: int | None = None) -> I
             raise ClusterError(
                 f"--scheduler {scheduler}: cannot reach a Dask scheduler there within {CONNECT_TIMEOUT_S} s "
                 f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else 'no answer'}); start one with "
-                "`dask scheduler` and workers with `dask worker ADDRESS`") from None
+                "`dask scheduler` and workers with `dask worker ADDRESS`"
+            ) from None
     else:
         # Worker processes inherit an ignored SIGINT: a terminal's Ctrl-C reaches the driver alone, which
         # then stops them. No dashboard; the scheduler's small HTTP server on a free port, not on 8787.
         with _sigint_ignored():
-            cluster = LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True, host="127.0.0.1",
-                                   dashboard_address=None, scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
-                                   silence_logs=logging.ERROR)
+            cluster = LocalCluster(
+                n_workers=n_workers,
+                threads_per_worker=1,
+                processes=True,
+                host="127.0.0.1",
+                dashboard_address=None,
+                scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
+                silence_logs=logging.ERROR,
+            )
         client = Client(cluster, set_as_default=False)
     try:
         yield client
@@ -98,4 +108,3 @@ def local_worker_count() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
         return os.cpu_count() or 1
-

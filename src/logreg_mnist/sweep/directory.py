@@ -72,10 +72,18 @@ def trials_csv(plan: SweepPlan, results: dict[str, dict]) -> str:
         r = results.get(trial.name)
         if r is None:
             continue
-        writer.writerow([trial.name, *(repr(v) if isinstance(v, float) else format_value(v)
-                                       for _, v in trial.settings),
-                         r["epochs"], _percent(r["valid_error"]), _percent(r["test_error"]),
-                         f"{r['seconds']:.3f}", r["worker"], r["status"]])
+        writer.writerow(
+            [
+                trial.name,
+                *(repr(v) if isinstance(v, float) else format_value(v) for _, v in trial.settings),
+                r["epochs"],
+                _percent(r["valid_error"]),
+                _percent(r["test_error"]),
+                f"{r['seconds']:.3f}",
+                r["worker"],
+                r["status"],
+            ]
+        )
     return buf.getvalue()
 
 
@@ -97,7 +105,10 @@ def read_results(sweep_dir: str | os.PathLike, plan: SweepPlan | None = None) ->
                     "epochs": int(row["epochs"]),
                     "valid_error": float(row["valid_error"]) / 100 if row["valid_error"] else math.nan,
                     "test_error": float(row["test_error"]) / 100 if row["test_error"] else math.nan,
-                    "seconds": float(row["seconds"]), "worker": row["worker"], "status": row["status"]}
+                    "seconds": float(row["seconds"]),
+                    "worker": row["worker"],
+                    "status": row["status"],
+                }
             except (KeyError, TypeError, ValueError) as e:
                 raise ConfigError(f"{path}:{n}: malformed row: {e}") from None
     return results
@@ -153,4 +164,3 @@ def point_best(sweep_dir: Path, name: str) -> None:
     elif link.exists() and not link.is_symlink():
         shutil.rmtree(link)
     os.replace(tmp, link)
-

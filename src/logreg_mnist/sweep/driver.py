@@ -45,11 +45,15 @@ class SweepResult:
 def _trial_line(plan: SweepPlan, trial: Trial, r: dict) -> str:
     unit = "epochs" if trial.config.optimizer == "sgd" else "iterations"
     if r["status"] != "ok":
-        return (f"trial {trial.index}/{len(plan.trials)} {trial.describe()}: {r['status']} after {r['epochs']} "
-                f"{unit}, {r['seconds']:.1f} s, on {r['worker']}")
+        return (
+            f"trial {trial.index}/{len(plan.trials)} {trial.describe()}: {r['status']} after {r['epochs']} "
+            f"{unit}, {r['seconds']:.1f} s, on {r['worker']}"
+        )
     # the chapter's protocol: trials are compared by validation error; only the chosen one's test error is shown
-    return (f"trial {trial.index}/{len(plan.trials)} {trial.describe()}: {r['epochs']} {unit}, best validation "
-            f"error {r['valid_error'] * 100:f} %, {r['seconds']:.1f} s, on {r['worker']}")
+    return (
+        f"trial {trial.index}/{len(plan.trials)} {trial.describe()}: {r['epochs']} {unit}, best validation "
+        f"error {r['valid_error'] * 100:f} %, {r['seconds']:.1f} s, on {r['worker']}"
+    )
 
 
 def summary_table(result: SweepResult) -> str:
@@ -61,9 +65,16 @@ def summary_table(result: SweepResult) -> str:
     for t in result.ranked:
         r = result.results[t.name]
         settings = dict(t.settings)
-        rows.append([f"{t.index:03d}", *(format_value(settings[k]) for k in plan.swept), str(r["epochs"]),
-                     f"{r['valid_error'] * 100:.6f}" if r["status"] == "ok" else r["status"],
-                     f"{r['seconds']:.1f}", r["worker"]])
+        rows.append(
+            [
+                f"{t.index:03d}",
+                *(format_value(settings[k]) for k in plan.swept),
+                str(r["epochs"]),
+                f"{r['valid_error'] * 100:.6f}" if r["status"] == "ok" else r["status"],
+                f"{r['seconds']:.1f}",
+                r["worker"],
+            ]
+        )
     widths = [max(len(str(c)) for c in col) for col in zip(header, *rows)]
     return "\n".join("  ".join(str(c).ljust(w) for c, w in zip(line, widths)).rstrip() for line in [header, *rows])
 
@@ -122,8 +133,12 @@ def run_sweep(
         if scheduler and not client.scheduler_info().get("workers"):
             echo(f"waiting for a worker to join {scheduler} (start one with: dask worker {scheduler})")
         token = os.urandom(4).hex()
-        futures = {client.submit(run_trial, t.config.to_dict(), plan.data, plan.train_options,
-                                 key=f"{KEY_PREFIX}-{t.name}-{token}"): t for t in todo}
+        futures = {
+            client.submit(
+                run_trial, t.config.to_dict(), plan.data, plan.train_options, key=f"{KEY_PREFIX}-{t.name}-{token}"
+            ): t
+            for t in todo
+        }
         try:
             for future in as_completed(list(futures), loop=client.loop):
                 trial = futures.pop(future)
@@ -146,8 +161,10 @@ def run_sweep(
                 echo(_trial_line(plan, trial, record))
         except KeyboardInterrupt:
             client.cancel(list(futures))
-            echo(f"interrupted: {len(results)} of {len(plan.trials)} trials finished and kept in "
-                 f"{out / TRIALS_CSV}; continue with: logreg-mnist sweep --resume {out}")
+            echo(
+                f"interrupted: {len(results)} of {len(plan.trials)} trials finished and kept in "
+                f"{out / TRIALS_CSV}; continue with: logreg-mnist sweep --resume {out}"
+            )
             raise
     return result
 
@@ -157,6 +174,7 @@ def chosen_line(result: SweepResult) -> str:
     if best is None:
         return "no trial finished without diverging: nothing chosen"
     r = result.results[best.name]
-    return (f"chosen: trial {best.index} ({best.describe()}): validation error {r['valid_error'] * 100:f} %, "
-            f"test error of its best model {r['test_error'] * 100:f} % ({result.directory / BEST})")
-
+    return (
+        f"chosen: trial {best.index} ({best.describe()}): validation error {r['valid_error'] * 100:f} %, "
+        f"test error of its best model {r['test_error'] * 100:f} % ({result.directory / BEST})"
+    )

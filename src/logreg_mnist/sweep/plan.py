@@ -83,11 +83,17 @@ class SweepPlan:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "format": FORMAT, "base": self.base.to_dict(), "swept": list(self.swept),
+            "format": FORMAT,
+            "base": self.base.to_dict(),
+            "swept": list(self.swept),
             "trials": [{"index": t.index, "name": t.name, "settings": dict(t.settings)} for t in self.trials],
-            "data": {"data_dir": self.data.data_dir, "identity": self.data.identity,
-                     "valid_size": self.data.valid_size},
-            "train_options": self.train_options, "search": self.search,
+            "data": {
+                "data_dir": self.data.data_dir,
+                "identity": self.data.identity,
+                "valid_size": self.data.valid_size,
+            },
+            "train_options": self.train_options,
+            "search": self.search,
         }
 
     @classmethod
@@ -96,9 +102,16 @@ class SweepPlan:
         swept = tuple(d["swept"])
         trials = tuple(
             Trial(t["index"], tuple((k, t["settings"][k]) for k in swept), base.replace(**t["settings"]))
-            for t in d["trials"])
-        return cls(base, swept, trials, DataSource(**d["data"]), dict(d.get("train_options") or {}),
-                   dict(d.get("search") or {}))
+            for t in d["trials"]
+        )
+        return cls(
+            base,
+            swept,
+            trials,
+            DataSource(**d["data"]),
+            dict(d.get("train_options") or {}),
+            dict(d.get("search") or {}),
+        )
 
 
 def format_value(value: Any) -> str:
@@ -168,7 +181,7 @@ def parse_grid(specs: Sequence[str], base: TrainConfig) -> list[tuple[str, list[
         name, raw_values = _name_and_body(spec, where, "NAME=V1,V2,...")
         if any(name == n for n, _ in axes):
             raise ConfigError(f"{where}: {name} is already swept by another --grid")
-        texts = [v for v in raw_values.split(",")]
+        texts = list(raw_values.split(","))
         if not raw_values.strip() or any(not v.strip() for v in texts):
             raise ConfigError(f"{where}: expected a comma-separated list of values, found an empty value")
         values = [parse_value(name, v, where) for v in texts]
@@ -192,8 +205,9 @@ class Range:
     def sample(self, rng: np.random.Generator) -> Any:
         if HYPERPARAMETERS[self.name].kind is int:
             if self.log:
-                return int(min(max(round(math.exp(rng.uniform(math.log(self.low), math.log(self.high)))),
-                                   self.low), self.high))
+                return int(
+                    min(max(round(math.exp(rng.uniform(math.log(self.low), math.log(self.high)))), self.low), self.high)
+                )
             return int(rng.integers(int(self.low), int(self.high) + 1))
         if self.log:
             return float(math.exp(rng.uniform(math.log(self.low), math.log(self.high))))
@@ -225,8 +239,14 @@ def parse_ranges(specs: Sequence[str], base: TrainConfig) -> list[Range]:
     return ranges
 
 
-def _plan(base: TrainConfig, swept: Sequence[str], settings: Sequence[Sequence[tuple[str, Any]]],
-          data: DataSource, train_options: dict[str, Any], search: dict[str, Any]) -> SweepPlan:
+def _plan(
+    base: TrainConfig,
+    swept: Sequence[str],
+    settings: Sequence[Sequence[tuple[str, Any]]],
+    data: DataSource,
+    train_options: dict[str, Any],
+    search: dict[str, Any],
+) -> SweepPlan:
     trials = []
     for i, s in enumerate(settings, 1):
         try:
@@ -237,20 +257,27 @@ def _plan(base: TrainConfig, swept: Sequence[str], settings: Sequence[Sequence[t
     return SweepPlan(base, tuple(swept), tuple(trials), data, dict(train_options), search)
 
 
-def grid_plan(base: TrainConfig, grid: Sequence[str], data: DataSource,
-              train_options: dict[str, Any] | None = None) -> SweepPlan:
+def grid_plan(
+    base: TrainConfig, grid: Sequence[str], data: DataSource, train_options: dict[str, Any] | None = None
+) -> SweepPlan:
     """Every combination of the ``--grid`` lists (the first list varies slowest)."""
     axes = parse_grid(grid, base)
     if not axes:
         raise ConfigError("--grid: expected at least one NAME=V1,V2,... (or --random N with --range)")
     names = [n for n, _ in axes]
     combos = [tuple(zip(names, values)) for values in product(*(v for _, v in axes))]
-    return _plan(base, names, combos, data, train_options or {},
-                 {"kind": "grid", "grid": {n: v for n, v in axes}})
+    return _plan(base, names, combos, data, train_options or {}, {"kind": "grid", "grid": dict(axes)})
 
 
-def random_plan(base: TrainConfig, n: int, seed: int, ranges: Sequence[str], data: DataSource,
-                choices: Sequence[str] = (), train_options: dict[str, Any] | None = None) -> SweepPlan:
+def random_plan(
+    base: TrainConfig,
+    n: int,
+    seed: int,
+    ranges: Sequence[str],
+    data: DataSource,
+    choices: Sequence[str] = (),
+    train_options: dict[str, Any] | None = None,
+) -> SweepPlan:
     """``n`` trials sampled with ``numpy.random.default_rng(seed)``: each ``--range``
     uniformly (log-uniformly with ``:log``), each ``--grid`` list as equally likely choices."""
     if n < 1:
@@ -269,15 +296,32 @@ def random_plan(base: TrainConfig, n: int, seed: int, ranges: Sequence[str], dat
         s = [(r.name, r.sample(rng)) for r in parsed]
         s += [(name, values[int(rng.integers(len(values)))]) for name, values in axes]
         settings.append(tuple(s))
-    return _plan(base, names, settings, data, train_options or {},
-                 {"kind": "random", "n": n, "seed": seed,
-                  "ranges": {r.name: [r.low, r.high, "log" if r.log else "uniform"] for r in parsed},
-                  "choices": {name: v for name, v in axes}})
+    return _plan(
+        base,
+        names,
+        settings,
+        data,
+        train_options or {},
+        {
+            "kind": "random",
+            "n": n,
+            "seed": seed,
+            "ranges": {r.name: [r.low, r.high, "log" if r.log else "uniform"] for r in parsed},
+            "choices": dict(axes),
+        },
+    )
 
 
-def make_plan(preset_name: str, fixed: dict[str, Any], *, grid: Sequence[str] = (), ranges: Sequence[str] = (),
-              random: int | None = None, train_options: dict[str, Any] | None = None,
-              data: DataSource | None = None) -> SweepPlan:
+def make_plan(
+    preset_name: str,
+    fixed: dict[str, Any],
+    *,
+    grid: Sequence[str] = (),
+    ranges: Sequence[str] = (),
+    random: int | None = None,
+    train_options: dict[str, Any] | None = None,
+    data: DataSource | None = None,
+) -> SweepPlan:
     """The plan the command line asks for: a grid, or ``random`` trials when given.
 
     Args:
@@ -319,6 +363,8 @@ def train_options_for(given: dict[str, Any]) -> dict[str, Any]:
     accepted = set(inspect.signature(train).parameters) - {"data", "config", "out_dir", "reporter", "resume"}
     unknown = sorted(k for k, v in given.items() if v is not None and k not in accepted)
     if unknown:
-        raise ConfigError(f"sweep cannot pass {', '.join('--' + k.replace('_', '-') for k in unknown)} "
-                          "to its trials: train() takes no such setting")
+        raise ConfigError(
+            f"sweep cannot pass {', '.join('--' + k.replace('_', '-') for k in unknown)} "
+            "to its trials: train() takes no such setting"
+        )
     return {k: v for k, v in given.items() if v is not None}

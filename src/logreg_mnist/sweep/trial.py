@@ -74,8 +74,10 @@ def run_trial(config: dict[str, Any], data: DataSource, train_options: dict[str,
     except DataError as e:
         raise DataError(f"worker {_worker_name()}: {e}") from None
     if dataset.identity != data.identity:
-        raise DataError(f"worker {_worker_name()}: the data at {dataset.source} are {dataset.identity}, "
-                        f"expected {data.identity}; give every worker the same files (--data-dir)")
+        raise DataError(
+            f"worker {_worker_name()}: the data at {dataset.source} are {dataset.identity}, "
+            f"expected {data.identity}; give every worker the same files (--data-dir)"
+        )
     cfg = TrainConfig.from_dict(config)
     with tempfile.TemporaryDirectory(prefix="logreg-mnist-trial-") as tmp:
         start = time.perf_counter()
@@ -89,8 +91,17 @@ def run_trial(config: dict[str, Any], data: DataSource, train_options: dict[str,
             rows = read_history(tmp) if (Path(tmp) / HISTORY).is_file() else []
             status, epochs, valid_error, test_error = "diverged", (rows[-1]["epoch"] if rows else 0), math.nan, math.nan
         seconds = time.perf_counter() - start
-        files = {p.relative_to(tmp).as_posix(): p.read_bytes()  # hidden names: scratch and lock files
-                 for p in sorted(Path(tmp).rglob("*")) if p.is_file() and not p.name.startswith(".")}
-    return {"epochs": epochs, "valid_error": valid_error, "test_error": test_error, "seconds": seconds,
-            "worker": _worker_name(), "status": status, "files": files}
-
+        files = {
+            p.relative_to(tmp).as_posix(): p.read_bytes()  # hidden names: scratch and lock files
+            for p in sorted(Path(tmp).rglob("*"))
+            if p.is_file() and not p.name.startswith(".")
+        }
+    return {
+        "epochs": epochs,
+        "valid_error": valid_error,
+        "test_error": test_error,
+        "seconds": seconds,
+        "worker": _worker_name(),
+        "status": status,
+        "files": files,
+    }
