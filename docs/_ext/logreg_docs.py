@@ -3,6 +3,7 @@
 - The pages' cells work in one directory outside the sources, ``<build dir>/../work``, named
   to the kernels by ``LOGREG_MNIST_DOCS_WORKDIR``: the tutorial run made on one page is read
   by the next, and nothing generated lands beside the sources.
+- ``work/examples`` is the repository's ``examples/`` (the sample images the pages use).
 - Shell cells (``%%bash``) find the ``logreg-mnist`` command of the interpreter that builds.
 - The tutorial is joined into one notebook, offered at ``<site>/logreg-mnist-tutorial.ipynb``.
 """
@@ -19,6 +20,14 @@ import tutorial_notebook
 
 WORKDIR_ENV = "LOGREG_MNIST_DOCS_WORKDIR"
 NOTEBOOK = "logreg-mnist-tutorial.ipynb"
+REPO = Path(__file__).resolve().parents[2]
+
+
+def link_examples(work: Path) -> None:
+    """``work/examples``: the repository's sample images, where the pages look for them."""
+    examples = work / "examples"
+    if not examples.exists():
+        examples.symlink_to(REPO / "examples", target_is_directory=True)
 
 
 def _builder_inited(app: Sphinx) -> None:
@@ -26,6 +35,7 @@ def _builder_inited(app: Sphinx) -> None:
     work = Path(os.environ.get(WORKDIR_ENV) or build / "work").resolve()
     work.mkdir(parents=True, exist_ok=True)
     os.environ[WORKDIR_ENV] = str(work)  # inherited by the kernels that run the pages
+    link_examples(work)
     scripts = str(Path(sys.executable).parent)
     if scripts not in os.environ.get("PATH", "").split(os.pathsep):
         os.environ["PATH"] = scripts + os.pathsep + os.environ.get("PATH", "")
@@ -34,6 +44,27 @@ def _builder_inited(app: Sphinx) -> None:
     app.config.html_extra_path = [*app.config.html_extra_path, str(extra)]
 
 
+def _resolve_short_name(app: Sphinx, env, node, contnode):
+    """A docstring's ``ConfigError`` or ``nll`` finds the one documented object of that name.
+
+    Docstrings name objects as their module sees them; the reference documents them under
+    their public names. A name that matches exactly one documented Python object is linked to
+    it; anything else is left to Sphinx (and reported by a nitpicky build).
+    """
+    if node.get("refdomain") != "py":
+        return None
+    last = node["reftarget"].lstrip(".~").rpartition(".")[2]
+    domain = env.get_domain("py")
+    matches = [name for name in domain.objects if name == last or name.endswith("." + last)]
+    if len(matches) != 1:
+        return None
+    from sphinx.util.nodes import make_refnode
+
+    entry = domain.objects[matches[0]]
+    return make_refnode(app.builder, node["refdoc"], entry.docname, entry.node_id, contnode, matches[0])
+
+
 def setup(app: Sphinx) -> dict:
     app.connect("builder-inited", _builder_inited)
+    app.connect("missing-reference", _resolve_short_name)
     return {"parallel_read_safe": False, "parallel_write_safe": True}
