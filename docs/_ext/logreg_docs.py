@@ -4,6 +4,7 @@
   to the kernels by ``LOGREG_MNIST_DOCS_WORKDIR``: the tutorial run made on one page is read
   by the next, and nothing generated lands beside the sources.
 - ``work/examples`` is the repository's ``examples/`` (the sample images the pages use).
+- The kernels use an IPython profile of the build's own (``<build dir>/../ipython``).
 - Shell cells (``%%bash``) find the ``logreg-mnist`` command of the interpreter that builds.
 - The tutorial is joined into one notebook, offered at ``<site>/logreg-mnist-tutorial.ipynb``.
 """
@@ -14,9 +15,8 @@ import os
 import sys
 from pathlib import Path
 
-from sphinx.application import Sphinx
-
 import tutorial_notebook
+from sphinx.application import Sphinx
 
 WORKDIR_ENV = "LOGREG_MNIST_DOCS_WORKDIR"
 NOTEBOOK = "logreg-mnist-tutorial.ipynb"
@@ -30,12 +30,26 @@ def link_examples(work: Path) -> None:
         examples.symlink_to(REPO / "examples", target_is_directory=True)
 
 
+def _isolate_kernels(ipython_dir: Path) -> None:
+    """The kernels run with an IPython profile of the build's own, not the user's.
+
+    A user's startup files cannot change the pages, and the kernels log errors only: their
+    notice that a kernel on this machine talks to its client over TCP on the loopback address
+    is not a problem of the site.
+    """
+    profile = ipython_dir / "profile_default"
+    profile.mkdir(parents=True, exist_ok=True)
+    (profile / "ipython_kernel_config.py").write_text('c.IPKernelApp.log_level = "ERROR"\n')
+    os.environ["IPYTHONDIR"] = str(ipython_dir)
+
+
 def _builder_inited(app: Sphinx) -> None:
     build = Path(app.outdir).parent
     work = Path(os.environ.get(WORKDIR_ENV) or build / "work").resolve()
     work.mkdir(parents=True, exist_ok=True)
     os.environ[WORKDIR_ENV] = str(work)  # inherited by the kernels that run the pages
     link_examples(work)
+    _isolate_kernels(build / "ipython")
     scripts = str(Path(sys.executable).parent)
     if scripts not in os.environ.get("PATH", "").split(os.pathsep):
         os.environ["PATH"] = scripts + os.pathsep + os.environ.get("PATH", "")
