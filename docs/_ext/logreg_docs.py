@@ -78,7 +78,41 @@ def _resolve_short_name(app: Sphinx, env, node, contnode):
     return make_refnode(app.builder, node["refdoc"], entry.docname, entry.node_id, contnode, matches[0])
 
 
+def _join_stream_chunks(outputs: list) -> list:
+    """Consecutive stream outputs of one name joined exactly as they came.
+
+    IPython's ``%%bash`` forwards a command's output in 100-byte chunks, each its own stream
+    message; MyST-NB's merging of streams (``nb_merge_streams``) ends every message with a line
+    break, which would cut the commands' lines at every 100th byte. Joined first, the chunks
+    become whole lines again, and MyST-NB's merging is left to do the rest.
+    """
+    joined: list = []
+    for output in outputs:
+        previous = joined[-1] if joined else None
+        if (output.get("output_type") == "stream" and previous is not None
+                and previous.get("output_type") == "stream" and previous["name"] == output["name"]):
+            previous["text"] += output["text"]
+        else:
+            joined.append(output)
+    return joined
+
+
+def _merge_streams_whole() -> None:
+    from myst_nb.core import render
+
+    merge = render.coalesce_streams
+    if getattr(merge, "joins_chunks", False):
+        return
+
+    def merge_whole(outputs: list) -> list:
+        return merge(_join_stream_chunks(outputs))
+
+    merge_whole.joins_chunks = True  # type: ignore[attr-defined]
+    render.coalesce_streams = merge_whole
+
+
 def setup(app: Sphinx) -> dict:
+    _merge_streams_whole()
     app.connect("builder-inited", _builder_inited)
     app.connect("missing-reference", _resolve_short_name)
     return {"parallel_read_safe": False, "parallel_write_safe": True}
