@@ -47,6 +47,7 @@ nb_execution_timeout = 300
 nb_execution_show_tb = True
 nb_merge_streams = True
 nb_output_stderr = "show"
+nb_render_markdown_format = "myst"  # Markdown a cell displays (the exit-code table) may hold tables
 
 # API reference from the docstrings
 autodoc_member_order = "bysource"
