@@ -123,7 +123,7 @@ def _add_model_parsers(sub) -> None:
         metavar="INPUT",
         nargs="*",
         help="images (PNG, JPEG, GIF, BMP, TIFF, WebP), IDX image files, .npy arrays, directories "
-        "of them, or - for one image on standard input (see the README for the rules)",
+        "of them, or - for one image on standard input (the rules: docs/howto/your-photos.md)",
     )
     p.add_argument("--json", action="store_true", help=_JSON)
     p.add_argument(
