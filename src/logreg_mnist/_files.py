@@ -87,7 +87,9 @@ def append_bytes(path: str | os.PathLike, data: bytes) -> None:
         OSError: writing failed; the file is cut back to its previous length, so a
             full disk never leaves half a line behind.
     """
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o666)
+    fd = os.open(
+        path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0), 0o666
+    )
     try:
         size = os.fstat(fd).st_size
         try:

@@ -136,11 +136,21 @@ def read_history(path: str | os.PathLike) -> list[dict[str, Any]]:
             for n, line in enumerate(f, 1):
                 if line.strip():
                     try:
-                        rows.append(json.loads(line))
+                        row = json.loads(line)
                     except json.JSONDecodeError as e:
                         if not line.endswith("\n"):  # a last line cut short by a kill: never finished
                             break
                         raise ModelFileError(f"{path}:{n}: not a JSON line: {e}") from None
+                    if not isinstance(row, dict) or not isinstance(row.get("epoch"), int):
+                        found = "an object without an integer 'epoch'" if isinstance(row, dict) else type(row).__name__
+                        raise ModelFileError(
+                            f"{path}:{n}: expected a JSON object with an integer 'epoch', found {found}"
+                        )
+                    rows.append(row)
+    except UnicodeDecodeError as e:
+        raise ModelFileError(
+            f"{path}: expected UTF-8 text, found a byte that is not UTF-8 at offset {e.start}"
+        ) from None
     except OSError as e:
         raise ModelFileError(f"{path}: cannot read history: {e.strerror or e}") from None
     return rows

@@ -342,5 +342,7 @@ def load_run_config(run_dir: str | os.PathLike) -> TrainConfig:
     path = Path(run_dir) / CONFIG
     try:
         return TrainConfig.from_dict(json.loads(path.read_text(encoding="utf-8"))["config"])
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: expected UTF-8 JSON, found a byte that is not UTF-8 at offset {e.start}") from None
     except (OSError, json.JSONDecodeError, KeyError, TypeError) as e:
         raise ConfigError(f"{path}: cannot read the run's configuration: {e}") from None

@@ -252,6 +252,29 @@ def file_sha256(path: str | os.PathLike, chunk: int = 8 << 20) -> str:
     return h.hexdigest()
 
 
+def stream_digest(path: str | os.PathLike, limit: int) -> str | None:
+    """SHA-256 of a file's IDX content (gzip decompressed on the fly, nothing kept in memory).
+
+    Returns None when the file cannot be read, its gzip stream is corrupt, or its content
+    is longer than ``limit`` bytes (then it is not the content sought, and reading stops).
+    """
+    h = hashlib.sha256()
+    n = 0
+    try:
+        with open(path, "rb") as raw:
+            compressed = raw.read(2) == GZIP_MAGIC
+            raw.seek(0)
+            with gzip.open(raw, "rb") if compressed else raw as f:
+                while chunk := f.read(min(1 << 20, limit + 1 - n)):
+                    n += len(chunk)
+                    if n > limit:
+                        return None
+                    h.update(chunk)
+    except (OSError, EOFError, zlib.error):
+        return None
+    return h.hexdigest()
+
+
 def idx_payload_bytes(path: str | os.PathLike) -> int:
     """Bytes of data a gzip-compressed IDX file promises in its header; 0 for a raw file or
     one whose header cannot be read (the IDX reader then reports what is wrong)."""

@@ -26,8 +26,8 @@ from pathlib import Path
 import numpy as np
 import platformdirs
 
-from ..errors import DataError
-from .cache import read_cached
+from ..errors import DataError, IDXFormatError, show_path
+from .cache import read_cached, source_digest
 from .dataset import Dataset, Split
 from .fetch import DEFAULT_SOURCES, HttpSource, NpmSource, existing_file, fetch_files
 from .idx import idx_payload_bytes, read_idx_with_digest
@@ -237,11 +237,32 @@ def _read_idx_files(
         kind = "images" if "images" in name else "labels"
         path = paths[name]
         if max_resident is not None and kind == "images" and idx_payload_bytes(path) > max_resident:
-            path = decompressed_copy(path, default_cache_dir().parent / "decompressed", progress=progress)
-        arrays[name], digest = read_idx_with_digest(path, kind=kind)
+            arrays[name], digest = _read_decompressed_copy(path, kind, progress)
+        else:
+            arrays[name], digest = read_idx_with_digest(path, kind=kind)
         assert digest is not None  # digest=True (the default) always computes one
         digests[name] = digest
     return arrays, digests
+
+
+def _read_decompressed_copy(path: Path, kind: str, progress: bool) -> tuple[np.ndarray, str | None]:
+    """The IDX array of the gzip file ``path`` read from its decompressed copy, checked against
+    ``path`` itself: a copy that is damaged (or of other content) is made again from ``path``."""
+    where = default_cache_dir().parent / "decompressed"
+    for attempt in range(2):
+        copy = decompressed_copy(path, where, progress=progress)
+        try:
+            array, digest = read_idx_with_digest(copy, kind=kind)
+        except IDXFormatError:
+            array, digest = None, None
+        if array is not None and digest == source_digest(path, copy.stat().st_size):
+            return array, digest
+        if attempt == 0:
+            copy.unlink(missing_ok=True)  # damaged: made again from the gzip file
+    raise IDXFormatError(
+        f"{show_path(path)}: its decompressed copy {show_path(copy)} does not match it even when made again; "
+        "the gzip file may have changed while it was read: try again"
+    )
 
 
 def _identify(directory: Path, arrays: Arrays, digests: Digests) -> tuple[str, list[str] | None]:

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -148,10 +149,18 @@ def make_engine(
 
     Raises:
         ConfigError: an unknown name, an engine that cannot run here (or on data over the
-            budget), or ``threads`` < 1.
+            budget), or ``threads`` < 1. More ``threads`` than the cores this process may run on
+            (:func:`default_threads`) are capped at the cores, with a warning on standard error.
     """
     if threads is not None and (not isinstance(threads, int) or threads < 1):
         raise ConfigError(f"threads: expected an integer >= 1, found {threads!r}")
+    cores = default_threads()
+    if threads is not None and threads > cores:  # more threads than cores only wait for each other
+        print(
+            f"warning: threads: {threads:,} asked for, capped at the {cores} core(s) this process may run on",
+            file=sys.stderr,
+        )
+        threads = cores
     name = resolve(name) if name != "auto" else name
     settings = SGDSettings.from_config(config)
     over = _over_budget(data, settings, max_resident)

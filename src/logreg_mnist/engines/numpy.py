@@ -19,6 +19,8 @@ Agreement: this engine *is* the reference (:func:`logreg_mnist.model.cost_and_gr
 
 from __future__ import annotations
 
+import mmap
+
 import numpy as np
 
 from ..data import Dataset
@@ -94,9 +96,9 @@ class NumpyEngine(NumpySGD):
         self._x = {}
         for name in ("train", "valid", "test"):
             split = data.split(name)
-            self._x[name] = split.pixels if split.pixels is not None else split.images
+            self._x[name] = _in_memory(split.pixels if split.pixels is not None else split.images)
         self._setup(
-            {name: data.split(name).labels for name in ("train", "valid", "test")},
+            {name: _in_memory(data.split(name).labels) for name in ("train", "valid", "test")},
             self._x["train"].shape[1],
             data.n_classes,
             settings,
@@ -128,3 +130,18 @@ class NumpyEngine(NumpySGD):
             pred = np.argmax(logits(self.W, self.b, self._rows(split, start, stop)), axis=1)
             wrong += int(np.count_nonzero(pred != y[start:stop]))
         return wrong, n
+
+
+def _in_memory(a: np.ndarray) -> np.ndarray:
+    """``a``, copied into memory when it is a view of a memory-mapped file.
+
+    A mapped file that is truncated while it is read (another process rewriting a cache)
+    kills the process with SIGBUS; the data this engine holds fit in its memory budget
+    (larger data go to the chunked engine, which reads with ``pread``), so it reads them once.
+    """
+    base: object = a
+    while base is not None:
+        if isinstance(base, (np.memmap, mmap.mmap)):
+            return np.array(a, copy=True)
+        base = getattr(base, "base", None)
+    return a

@@ -1,7 +1,8 @@
 """Opening a user's image: hostile files refused before decoding, one frame, EXIF orientation, gray levels.
 
 Limits, checked before any decoding: at most :data:`MAX_PIXELS` pixels (read from the
-image header), :data:`MAX_BYTES` bytes for raw image data handed over in memory, PNG text
+image header) and at most ``max_decoded`` bytes once decoded (pixels x bands x bytes per
+band, :func:`decoded_bytes`; :data:`MAX_DECODED_BYTES` by default), :data:`MAX_BYTES` bytes for raw image data handed over in memory, PNG text
 and ICC chunks up to Pillow's own caps. Every refusal is a one-line
 :class:`~logreg_mnist.errors.DataError`; no Pillow exception escapes.
 """
@@ -16,11 +17,12 @@ from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image, ImageMode, ImageOps
 
 from ..errors import DataError, NotAnImageError, show_path
 
 MAX_PIXELS = 50_000_000  # 50 megapixels: above any phone camera's photo, far below a decompression bomb
+MAX_DECODED_BYTES = 400 * 2**20  # 50 megapixels of RGB or gray float: a big photo decodes, a bomb of deep pixels not
 MAX_BYTES = 256 * 2**20  # raw image data handed over in memory (standard input, an upload)
 WORK_SIDE = 640  # larger images are reduced to this longer side before the analysis
 FORMATS = ("PNG", "JPEG", "GIF", "BMP", "TIFF", "WEBP", "PPM")  # PPM: also PGM and PBM
@@ -33,12 +35,41 @@ def _describe(error: BaseException) -> str:
     return text if len(text) <= 200 else text[:200] + "..."
 
 
-def open_image(source: str | os.PathLike | bytes, *, name: str | None = None) -> Image.Image:
+def decoded_bytes(image: Image.Image) -> int:
+    """The memory the decoded ``image`` takes: width x height x bands x bytes per band (header only)."""
+    width, height = image.size
+    try:
+        mode = ImageMode.getmode(image.mode)
+        per_band = max(1, int(mode.typestr[-1]))
+        bands = len(mode.bands)
+    except (KeyError, ValueError, IndexError):  # a mode Pillow cannot name: count it as the deepest
+        per_band, bands = 4, 4
+    return width * height * bands * per_band
+
+
+def peek_decoded_bytes(data: bytes) -> int:
+    """:func:`decoded_bytes` of the image in ``data``, from its header alone; 0 when it is no image
+    (:func:`open_image` then says what is wrong)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            im = Image.open(io.BytesIO(data), formats=FORMATS)
+            if im.format == "JPEG" and max(im.size) > 2 * WORK_SIDE:
+                im.draft(im.mode, (WORK_SIDE, WORK_SIDE))
+            return decoded_bytes(im)
+    except Exception:  # noqa: BLE001 - a hostile header: open_image names the fault
+        return 0
+
+
+def open_image(
+    source: str | os.PathLike | bytes, *, name: str | None = None, max_decoded: int = MAX_DECODED_BYTES
+) -> Image.Image:
     """Open and decode one image file (or its bytes), refusing anything hostile before decoding.
 
     Args:
         source: a path, or the file's content as bytes.
         name: how to call the input in messages (default: the path, or ``<bytes>``).
+        max_decoded: the most bytes the decoded image may take (:func:`decoded_bytes`).
 
     Returns:
         The first frame, decoded, with its EXIF orientation applied; any mode Pillow
@@ -46,8 +77,8 @@ def open_image(source: str | os.PathLike | bytes, *, name: str | None = None) ->
 
     Raises:
         DataError: one line naming the input, what was expected and what was found: not
-            an image in one of :data:`FORMATS`, more than :data:`MAX_PIXELS` pixels, a
-            decompression bomb, oversized PNG chunks, a truncated or corrupt file, an
+            an image in one of :data:`FORMATS`, more than :data:`MAX_PIXELS` pixels or
+            ``max_decoded`` bytes once decoded, a decompression bomb, oversized PNG chunks, a truncated or corrupt file, an
             unreadable path.
     """
     if name is not None:
@@ -82,6 +113,12 @@ def open_image(source: str | os.PathLike | bytes, *, name: str | None = None) ->
                 )
             if im.format == "JPEG" and max(width, height) > 2 * WORK_SIDE:
                 im.draft(im.mode, (WORK_SIDE, WORK_SIDE))  # decode at a reduced scale: faster, less memory
+            cost = decoded_bytes(im)
+            if cost > max_decoded:
+                raise DataError(
+                    f"{name}: expected an image of at most {max_decoded:,} bytes once decoded, found "
+                    f"{im.size[0]:,} x {im.size[1]:,} pixels of mode {im.mode} = {cost:,} bytes ({im.format} header)"
+                )
             im.seek(0)  # GIF, TIFF, WebP: the first frame
             im.load()
             out = ImageOps.exif_transpose(im)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import errno
 import json
 import os
-import shutil
+import stat
 import threading
 import time
 from collections.abc import Iterator
@@ -32,6 +32,7 @@ from .._paths import check_output_dir, make_dir
 from ..config import TrainConfig
 from ..errors import ConfigError, RunBusyError, StorageError, show_path
 from ..persistence import BEST, CHECKPOINT, CONFIG, HISTORY, SNAPSHOTS, HistoryWriter, atomic_write_text, save_model
+from .foreign import PLOTS, foreign_entries, remove_entry
 
 try:
     import fcntl
@@ -46,7 +47,7 @@ _held_guard = threading.Lock()
 
 # What makes a directory a run: any of these. Cleared by overwrite=True, with SNAPSHOTS and PLOTS.
 RUN_FILES = (CONFIG, BEST, CHECKPOINT, HISTORY)
-PLOTS = "plots"
+_LOCK_BYTES = 32  # a lock file holds a pid and a newline; anything longer was written by someone else
 
 
 def check_run_target(
@@ -70,6 +71,16 @@ def check_run_target(
     check_output_dir(path, what)
     if resume and not (path.is_dir() and any((path / name).exists() for name in RUN_FILES)):
         raise ConfigError(f"{show_path(path)}: no run to resume here (expected {CONFIG} and {CHECKPOINT})")
+    foreign = foreign_entries(path) if path.is_dir() else []
+    if foreign and resume:
+        raise ConfigError(
+            f"{show_path(path)}: cannot resume: expected the files of a logreg-mnist run, found {'; '.join(foreign)}"
+        )
+    if foreign and not overwrite:
+        raise ConfigError(
+            f"{show_path(path)}: expected a new directory or a logreg-mnist run, found {'; '.join(foreign)}; "
+            "these are kept: replace them with --overwrite (overwrite=True), or choose another --out"
+        )
     if not (resume or overwrite) and RunDir(path).holds_run():
         where = show_path(path)
         if not (path / CHECKPOINT).is_file():  # a cg or lbfgs run: nothing to continue
@@ -85,12 +96,22 @@ def check_run_target(
 
 
 def clear_run(path: Path) -> None:
-    """Remove a run's files from ``path`` (its own files only: anything else is left)."""
-    for name in RUN_FILES:
-        (path / name).unlink(missing_ok=True)
-    for name in (SNAPSHOTS, PLOTS):
-        if (path / name).is_dir():
-            shutil.rmtree(path / name)
+    """Remove a run's files from ``path`` (its own names only: anything else is left).
+
+    A name that is a symbolic link loses the link, never what it points to; a
+    directory tree is removed without following the links inside it.
+
+    Raises:
+        StorageError: an entry cannot be removed (what was removed before is said).
+    """
+    for name in (*RUN_FILES, SNAPSHOTS, PLOTS):
+        try:
+            remove_entry(path / name)
+        except OSError as e:
+            raise StorageError(
+                f"{show_path(path / name)}: cannot remove it for --overwrite: {e.strerror or e}; "
+                "remove it by hand, then run again"
+            ) from None
 
 
 class RunDir:
@@ -171,11 +192,15 @@ class RunDir:
     def _lock(self) -> int:
         """Take the flock; returns its descriptor, or -1 where the filesystem has no locks."""
         lock = self._dir / LOCK
+        flags = os.O_RDWR | os.O_CREAT | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0)
         try:
-            fd = os.open(lock, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o666)
+            fd = os.open(lock, flags, 0o666)
         except OSError as e:
+            if e.errno == errno.ELOOP or os.path.islink(lock):
+                raise self._foreign_lock("a symbolic link") from None
             raise self._write_error(e, LOCK, kept=False) from None
         try:
+            _check_lock_file(fd, self._foreign_lock)
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = _holder(fd)
@@ -193,17 +218,27 @@ class RunDir:
             os.close(fd)
             raise
         try:
+            _check_lock_file(fd, self._foreign_lock)  # again, now that no other run writes it
             os.ftruncate(fd, 0)
             os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         except OSError:  # a full disk: the lock holds all the same, only the pid is not recorded
             pass
+        except BaseException:
+            os.close(fd)
+            raise
         return fd
+
+    def _foreign_lock(self, found: str) -> ConfigError:
+        return ConfigError(
+            f"{show_path(self._dir / LOCK)}: expected a run's lock file (a regular file holding a pid), "
+            f"found {found}; it is left as it is: move it away, or choose another directory"
+        )
 
     def _remove_leftovers(self) -> None:
         """Remove the temporary files a killed run left (only a lock holder writes them)."""
         names = (BEST, CHECKPOINT, CONFIG, HISTORY)
         found = [p for n in names for p in self._dir.glob(f".{n}.*.tmp")]
-        if (self._dir / SNAPSHOTS).is_dir():
+        if (self._dir / SNAPSHOTS).is_dir() and not (self._dir / SNAPSHOTS).is_symlink():
             found += (self._dir / SNAPSHOTS).glob(".epoch-*.safetensors.*.tmp")
         for p in found:
             p.unlink(missing_ok=True)
@@ -324,6 +359,21 @@ def _metadata(path: Path) -> dict[str, Any]:
             return {k: json.loads(v) for k, v in (f.metadata() or {}).items()}
     except Exception:  # noqa: BLE001 - a message must not fail for want of figures
         return {}
+
+
+def _check_lock_file(fd: int, refuse) -> None:
+    """Refuse a lock file that is not a run's own: not a regular file, with another name
+    linked to it (a hard link to a file elsewhere), or holding something other than a pid."""
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        raise refuse("a special file (a pipe, socket or device)" if not stat.S_ISDIR(st.st_mode) else "a directory")
+    if st.st_nlink != 1:
+        raise refuse(f"a file with {st.st_nlink} names (a hard link to another file)")
+    if st.st_size > _LOCK_BYTES:
+        raise refuse(f"a file of {st.st_size:,} bytes")
+    text = os.pread(fd, _LOCK_BYTES, 0).strip()
+    if text and not text.isdigit():
+        raise refuse(f"a file holding {text[:_LOCK_BYTES]!r}")
 
 
 def _holder(fd: int) -> str:

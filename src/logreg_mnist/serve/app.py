@@ -8,19 +8,27 @@ Routes (all read-only; only what the run's own files hold is ever served):
     GET  /api/snapshots/{epoch}     a snapshot's weights, on the same scale
     GET  /api/learning-curves.png   the learning curves, drawn by :mod:`logreg_mnist.plots`
 
-Errors are JSON ``{"error": "..."}``: 400 for a bad request (empty body), 413 for a body
-over :data:`MAX_BODY_BYTES` (refused while reading, never read whole), 422 for a body that
-is not an image the pipeline accepts (the project's :class:`~logreg_mnist.errors.LogregMnistError`),
-404 and 405 for unknown paths and methods.
+Errors are JSON ``{"error": "..."}``: 400 for a bad request (empty body), 403 for a
+``Host`` that does not name this server or a write from another origin (:mod:`.guard`),
+408 for a request head or body that does not arrive in time, 413 for a body over
+:data:`MAX_BODY_BYTES` (refused while reading, never kept: up to :data:`DRAIN_BYTES` more
+are read and dropped first, so a client that sends its whole body before reading sees the
+413), 422 for a body that is not an image the pipeline accepts (the project's
+:class:`~logreg_mnist.errors.LogregMnistError`, including an image over
+:data:`MAX_DECODED_BYTES` once decoded), 503 (with ``Retry-After``) when the server is
+busy, 404 and 405 for unknown paths and methods, 500 for a bug.
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import ipaddress
 import logging
 import os
 import socket
 import sys
+from collections.abc import Iterable
 from importlib.resources import files
 from typing import TextIO
 
@@ -28,38 +36,86 @@ import anyio
 import uvicorn
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from ..errors import ConfigError, LogregMnistError
+from ..images import peek_decoded_bytes
+from .guard import MemoryBudget, RequestGuard, guarded_protocol
 from .run_view import RunView
 
 MAX_BODY_BYTES = 5_000_000  # 5 MB: a phone photo fits, a flood does not
+DRAIN_BYTES = 8_000_000  # read and dropped past the limit before the 413, so the client sees it
+DRAIN_SECONDS = 5.0
 IMAGE_WORKERS = min(4, os.cpu_count() or 1)  # images decoded at once; the others wait their turn
-MAX_CONNECTIONS = 64  # uvicorn answers 503 beyond this, so memory stays bounded under a flood
+MAX_DECODED_BYTES = 64 * 2**20  # one image decoded (pixels x bands x bytes): 16 megapixels RGBA
+DECODE_BUDGET = 2 * MAX_DECODED_BYTES  # all images decoded at once; a large one waits for its share
+MAX_PENDING = 32  # uploads read and waiting to be decoded at once (32 x 5 MB); past this: 503
+QUEUE_SECONDS = 10.0  # how long an upload waits for its turn before the 503
+HEADER_TIMEOUT = 10.0  # seconds for a request head, from the connection or the previous answer
+BODY_TIMEOUT = 30.0  # seconds for a whole body
+MAX_CONNECTIONS = 512  # past this, a JSON 503; past twice this, closed unanswered
+_TRIM_AFTER = 16 * 2**20  # hand freed memory back to the OS after decoding an image this large
 _log = logging.getLogger(__name__)
+
+
+class _Gone(Exception):
+    """The client went away in the middle of its request: nothing to answer, nothing to log."""
 
 
 def _page() -> str:
     return (files(__package__) / "static" / "index.html").read_text(encoding="utf-8")
 
 
-async def read_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
-    """The request body, refused with 413 as soon as it is known to exceed ``limit`` bytes."""
+async def _drain(request: Request, stream) -> None:
+    """Read and drop the rest of a refused body, up to :data:`DRAIN_BYTES` and :data:`DRAIN_SECONDS`:
+    a client that sends its whole body before reading then sees the answer, not a reset."""
+    dropped = 0
+    with anyio.move_on_after(DRAIN_SECONDS):
+        async for chunk in stream:
+            dropped += len(chunk)
+            if dropped > DRAIN_BYTES:
+                break
+
+
+async def read_body(request: Request, limit: int = MAX_BODY_BYTES, timeout: float = BODY_TIMEOUT) -> bytes:
+    """The request body, refused with 413 as soon as it is known to exceed ``limit`` bytes
+    (never kept; some of the rest is drained first) and with 408 when it takes over ``timeout`` s."""
     close = {"Connection": "close"}  # the rest of the body is not read: end the connection
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise HTTPException(413, f"expected a body of at most {limit:,} bytes, found {int(declared):,}", close)
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise HTTPException(413, f"expected a body of at most {limit:,} bytes, found more", close)
-        chunks.append(chunk)
+    stream = request.stream()
+    try:
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            if int(declared) <= limit + DRAIN_BYTES:  # a body too large to drain is answered at once
+                await _drain(request, stream)
+            raise HTTPException(413, f"expected a body of at most {limit:,} bytes, found {int(declared):,}", close)
+        chunks: list[bytes] = []
+        size = 0
+        with anyio.move_on_after(timeout) as deadline:
+            async for chunk in stream:
+                size += len(chunk)
+                if size > limit:
+                    chunks.clear()
+                    await _drain(request, stream)
+                    raise HTTPException(413, f"expected a body of at most {limit:,} bytes, found more", close)
+                chunks.append(chunk)
+        if deadline.cancelled_caught:
+            raise HTTPException(408, f"expected the whole body within {timeout:g} s, found {size:,} bytes", close)
+    except ClientDisconnect:
+        raise _Gone() from None
     if size == 0:
         raise HTTPException(400, "empty body: expected the bytes of an image (PNG, JPEG, ...)")
     return b"".join(chunks)
+
+
+def _trim_memory() -> None:
+    """Hand the memory freed after a large decode back to the OS (glibc keeps it otherwise)."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
 def create_app(
@@ -67,10 +123,32 @@ def create_app(
     *,
     max_body_bytes: int = MAX_BODY_BYTES,
     image_workers: int = IMAGE_WORKERS,
-) -> Starlette:
-    """The Starlette app serving ``view``; ``image_workers`` bounds the images decoded at once."""
+    max_decoded_bytes: int = MAX_DECODED_BYTES,
+    decode_budget: int = DECODE_BUDGET,
+    max_pending: int = MAX_PENDING,
+    allowed_hosts: Iterable[str] = (),
+    body_timeout: float = BODY_TIMEOUT,
+):
+    """The app serving ``view``, inside a :class:`~.guard.RequestGuard` (Host allow-list: loopback
+    names, IP literals and ``allowed_hosts``; no cross-origin writes).
+
+    ``image_workers`` bounds the images decoded at once, ``decode_budget`` the bytes they take
+    together (each at most ``max_decoded_bytes``), ``max_pending`` the uploads held at once;
+    a body must arrive within ``body_timeout`` seconds.
+    """
     page = _page()
     limiter: list[anyio.CapacityLimiter] = []  # made inside the event loop, on first use
+    pending: list[anyio.CapacityLimiter] = []
+    budget = MemoryBudget(decode_budget)
+
+    def decode(body: bytes, raw: bool) -> dict:
+        cost = peek_decoded_bytes(body)
+        with budget.reserve(cost):
+            try:
+                return view.predict(body, raw=raw, max_decoded=max_decoded_bytes)
+            finally:
+                if cost > _TRIM_AFTER:
+                    _trim_memory()
 
     async def index(request: Request) -> Response:
         return HTMLResponse(page)
@@ -82,14 +160,29 @@ def create_app(
         raw = request.query_params.get("raw", "0")
         if raw not in ("0", "1"):
             raise HTTPException(400, f"raw: expected 0 or 1, found {raw[:20]!r}")
-        body = await read_body(request, max_body_bytes)
         if not limiter:
             limiter.append(anyio.CapacityLimiter(image_workers))
-        result = await anyio.to_thread.run_sync(lambda: view.predict(body, raw=raw == "1"), limiter=limiter[0])
+            pending.append(anyio.CapacityLimiter(max_pending))
+        with anyio.move_on_after(QUEUE_SECONDS) as waited:
+            await pending[0].acquire()
+        if waited.cancelled_caught:
+            raise HTTPException(
+                503,
+                f"the server is busy: {max_pending} images are waiting; try again in a moment",
+                {"Retry-After": "1"},
+            )
+        try:
+            body = await read_body(request, max_body_bytes, body_timeout)
+            result = await anyio.to_thread.run_sync(decode, body, raw == "1", limiter=limiter[0])
+        finally:
+            pending[0].release()
         return JSONResponse(result)
 
     async def weights(request: Request) -> Response:
-        epoch = request.path_params.get("epoch")
+        text = request.path_params.get("epoch")
+        epoch = int(text) if text is not None and text.isascii() and text.isdigit() and len(text) <= 9 else None
+        if text is not None and epoch is None:
+            raise HTTPException(404, f"no such snapshot: expected an {view.unit} number (at most 9 digits)")
         answer = view.weights(epoch)
         if answer is None:
             raise HTTPException(
@@ -110,21 +203,31 @@ def create_app(
     async def project_error(request: Request, exc: Exception) -> Response:
         return JSONResponse({"error": str(exc)}, status_code=422)
 
+    async def gone(request: Request, exc: Exception) -> Response:
+        return Response(status_code=400)  # nobody is listening
+
     async def internal_error(request: Request, exc: Exception) -> Response:
         _log.error("internal error on %s %s", request.method, request.url.path, exc_info=exc)
         return JSONResponse({"error": "internal error (see the server's log)"}, status_code=500)
 
-    return Starlette(
+    app = Starlette(
         routes=[
             Route("/", index),
             Route("/api/run", run_info),
             Route("/api/predict", predict, methods=["POST"]),
             Route("/api/weights", weights),
-            Route("/api/snapshots/{epoch:int}", weights),
+            Route("/api/snapshots/{epoch}", weights),
             Route("/api/learning-curves.png", learning_curves),
         ],
-        exception_handlers={HTTPException: http_error, LogregMnistError: project_error, Exception: internal_error},
+        exception_handlers={
+            HTTPException: http_error,
+            LogregMnistError: project_error,
+            _Gone: gone,
+            ClientDisconnect: gone,
+            Exception: internal_error,
+        },
     )
+    return RequestGuard(app, allowed_hosts)
 
 
 def _is_loopback(host: str) -> bool:
@@ -148,6 +251,39 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+def server_config(
+    app,
+    *,
+    header_timeout: float = HEADER_TIMEOUT,
+    max_connections: int = MAX_CONNECTIONS,
+) -> uvicorn.Config:
+    """uvicorn's settings for ``app``: request heads within ``header_timeout`` s, a JSON 503 past
+    ``max_connections`` (uvicorn's own plain-text limit is not used), quiet logs."""
+    return uvicorn.Config(
+        app,
+        http=guarded_protocol(header_timeout, max_connections),
+        log_level="warning",
+        access_log=False,
+        lifespan="off",
+        limit_concurrency=None,
+        timeout_keep_alive=5,
+        timeout_graceful_shutdown=3,
+    )
+
+
+def _more_files(wanted: int) -> None:
+    """Raise this process's soft limit of open files towards ``wanted`` (within the hard limit)."""
+    try:
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+        if soft != resource.RLIM_INFINITY and soft < target:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    except (ImportError, OSError, ValueError):
+        pass
+
+
 def serve(
     target: str | os.PathLike,
     host: str = "127.0.0.1",
@@ -161,7 +297,8 @@ def serve(
     if not 0 <= port <= 65535:
         raise ConfigError(f"--port: expected 0-65535, found {port}")
     view = RunView(target)
-    app = create_app(view)
+    app = create_app(view, allowed_hosts=[host])
+    _more_files(2 * MAX_CONNECTIONS + 256)
     sock = bind(host, port)
     address = sock.getsockname()
     shown = f"[{address[0]}]" if ":" in address[0] else address[0]
@@ -173,13 +310,6 @@ def serve(
             flush=True,
         )
     print(f"serving {target} at http://{shown}:{address[1]}/  (Ctrl-C to stop)", file=out, flush=True)
-    config = uvicorn.Config(
-        app,
-        log_level="warning",
-        access_log=False,
-        lifespan="off",
-        limit_concurrency=MAX_CONNECTIONS,
-        timeout_graceful_shutdown=3,
-    )
+    config = server_config(app)
     with sock:
         uvicorn.Server(config).run(sockets=[sock])

@@ -177,7 +177,7 @@ class RunView:
             "maps": _rounded(maps, 5),
         }
 
-    def predict(self, data: bytes, *, raw: bool = False) -> dict[str, Any]:
+    def predict(self, data: bytes, *, raw: bool = False, max_decoded: int | None = None) -> dict[str, Any]:
         """Prepare an image (file bytes) as MNIST and explain the model's answer.
 
         Returns:
@@ -186,9 +186,11 @@ class RunView:
             totals (map sums), biases, limit (their shared colour scale)}.
 
         Raises:
-            DataError: the bytes are not an image the pipeline accepts.
+            DataError: the bytes are not an image the pipeline accepts, or it would take more
+                than ``max_decoded`` bytes once decoded (default: the CLI's limit).
         """
-        prepared = prepare(open_image(data, name="the request body"), raw=raw)
+        limits = {} if max_decoded is None else {"max_decoded": max_decoded}
+        prepared = prepare(open_image(data, name="the request body", **limits), raw=raw)
         probs = self.model.p_y_given_x(features(prepared.pixels))[0]
         order = np.argsort(-probs, kind="stable")  # order[0] is argmax: the first of equals
         label = int(order[0])

@@ -23,7 +23,7 @@ import tempfile
 from datetime import datetime
 from pathlib import Path
 
-from ..errors import ConfigError
+from ..errors import ConfigError, safe_text
 from .plan import FORMAT, SweepPlan, Trial, format_value
 
 PLAN = "sweep.json"
@@ -87,8 +87,37 @@ def trials_csv(plan: SweepPlan, results: dict[str, dict]) -> str:
     return buf.getvalue()
 
 
+def _from_run(run_dir: Path) -> dict | None:
+    """A finished trial's figures, read from its own run directory (None when it has none)."""
+    from ..errors import LogregMnistError
+    from ..run import load_history
+
+    if not run_dir.is_dir() or run_dir.is_symlink():
+        return None
+    try:
+        history = load_history(run_dir)
+    except LogregMnistError:
+        return None
+    nll = [r.get("train_nll") for r in history.rows]
+    diverged = not math.isfinite(history.best_valid_error) or any(
+        not isinstance(x, (int, float)) or not math.isfinite(x) for x in nll
+    )
+    return {
+        "epochs": history.epochs,
+        "valid_error": math.nan if diverged else history.best_valid_error,
+        "test_error": math.nan if diverged else history.test_error,
+        "status": "diverged" if diverged else "ok",
+    }
+
+
 def read_results(sweep_dir: str | os.PathLike, plan: SweepPlan | None = None) -> dict[str, dict]:
-    """The finished trials in ``trials.csv``: trial name -> record (errors as fractions)."""
+    """The finished trials: trial name -> record (errors as fractions).
+
+    ``trials.csv`` says which trials finished, when and where; their figures (epochs,
+    errors, status) are read from each trial's own run directory, the record: an edited
+    CSV changes no choice. A row whose trial has no readable run directory is not
+    finished (``--resume`` runs it again).
+    """
     sweep_dir = Path(sweep_dir)
     plan = plan or load_plan(sweep_dir)
     path = sweep_dir / TRIALS_CSV
@@ -96,21 +125,26 @@ def read_results(sweep_dir: str | os.PathLike, plan: SweepPlan | None = None) ->
         return {}
     names = {t.name for t in plan.trials}
     results = {}
-    with open(path, encoding="utf-8", newline="") as f:
-        for n, row in enumerate(csv.DictReader(f), 2):
-            if row.get("trial") not in names:
-                raise ConfigError(f"{path}:{n}: trial {row.get('trial')!r} is not in the sweep's plan")
-            try:
-                results[row["trial"]] = {
-                    "epochs": int(row["epochs"]),
-                    "valid_error": float(row["valid_error"]) / 100 if row["valid_error"] else math.nan,
-                    "test_error": float(row["test_error"]) / 100 if row["test_error"] else math.nan,
-                    "seconds": float(row["seconds"]),
-                    "worker": row["worker"],
-                    "status": row["status"],
-                }
-            except (KeyError, TypeError, ValueError) as e:
-                raise ConfigError(f"{path}:{n}: malformed row: {e}") from None
+    try:
+        with open(path, encoding="utf-8", newline="") as f:
+            rows = list(enumerate(csv.DictReader(f), 2))
+    except UnicodeDecodeError as e:
+        raise ConfigError(
+            f"{path}: expected a UTF-8 CSV file, found a byte that is not UTF-8 at offset {e.start}"
+        ) from None
+    except (OSError, csv.Error) as e:
+        raise ConfigError(f"{path}: cannot read the sweep's table: {e}") from None
+    for n, row in rows:
+        if row.get("trial") not in names:
+            raise ConfigError(f"{path}:{n}: trial {safe_text(row.get('trial'))} is not in the sweep's plan")
+        record = _from_run(sweep_dir / TRIALS / str(row["trial"]))
+        if record is None:
+            continue
+        try:
+            seconds = float(row.get("seconds") or "nan")
+        except ValueError:
+            seconds = math.nan
+        results[row["trial"]] = {**record, "seconds": seconds, "worker": str(row.get("worker") or "")}
     return results
 
 

@@ -181,6 +181,8 @@ def parse_grid(specs: Sequence[str], base: TrainConfig) -> list[tuple[str, list[
         name, raw_values = _name_and_body(spec, where, "NAME=V1,V2,...")
         if any(name == n for n, _ in axes):
             raise ConfigError(f"{where}: {name} is already swept by another --grid")
+        if raw_values.count(",") >= MAX_TRIALS:
+            _check_size(raw_values.count(",") + 1, where[:60])
         texts = list(raw_values.split(","))
         if not raw_values.strip() or any(not v.strip() for v in texts):
             raise ConfigError(f"{where}: expected a comma-separated list of values, found an empty value")
@@ -239,6 +241,18 @@ def parse_ranges(specs: Sequence[str], base: TrainConfig) -> list[Range]:
     return ranges
 
 
+MAX_TRIALS = 10_000  # trials in one sweep: days of work for a cluster, a plan of a few MB
+
+
+def _check_size(n: int, flag: str) -> None:
+    """Refuse a plan of ``n`` trials over :data:`MAX_TRIALS`, before it is built."""
+    if n > MAX_TRIALS:
+        raise ConfigError(
+            f"{flag}: expected at most {MAX_TRIALS:,} trials in one sweep, found {n:,} trials; "
+            "sweep fewer values, or split the search into several sweeps"
+        )
+
+
 def _plan(
     base: TrainConfig,
     swept: Sequence[str],
@@ -265,6 +279,7 @@ def grid_plan(
     if not axes:
         raise ConfigError("--grid: expected at least one NAME=V1,V2,... (or --random N with --range)")
     names = [n for n, _ in axes]
+    _check_size(math.prod(len(v) for _, v in axes), "--grid")
     combos = [tuple(zip(names, values)) for values in product(*(v for _, v in axes))]
     return _plan(base, names, combos, data, train_options or {}, {"kind": "grid", "grid": dict(axes)})
 
@@ -282,6 +297,7 @@ def random_plan(
     uniformly (log-uniformly with ``:log``), each ``--grid`` list as equally likely choices."""
     if n < 1:
         raise ConfigError(f"--random: expected a number of trials >= 1, found {n}")
+    _check_size(n, "--random")
     parsed = parse_ranges(ranges, base)
     axes = parse_grid(choices, base)
     clash = {r.name for r in parsed} & {name for name, _ in axes}
