@@ -71,6 +71,15 @@ class Dataset:
     class_names: list[str] | None = None
 
     def __post_init__(self) -> None:
+        for name in ("train", "valid", "test"):
+            if len(self.split(name)) == 0:
+                raise DataError(f"{self.source}: expected at least 1 image in the {name} split, found 0")
+        labels = {int(v) for s in (self.train, self.valid, self.test) for v in np.unique(s.labels)}
+        if len(labels) < 2:
+            raise DataError(
+                f"{self.source}: expected labels of at least 2 classes, found only class {labels.pop()} "
+                "(a classifier needs two classes to tell apart)"
+            )
         names = self.class_names
         if names is None:
             known = by_identity(self.identity)

