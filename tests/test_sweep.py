@@ -452,3 +452,43 @@ def test_out_must_be_a_directory_that_holds_no_training_run(noisy_dir, tmp_path,
     assert main(["sweep", "--data-dir", str(noisy_dir), "--grid", "l2=0,1", "--out", str(run)]) == 2
     assert "expected a new or sweep directory, found a training run" in capsys.readouterr().err
     assert not (run / "sweep.json").exists()
+
+
+def test_a_scheduler_that_dies_mid_sweep_is_one_message_without_dask_tracebacks(noisy_dir, tmp_path):
+    from distributed import Client
+
+    scheduler_file = tmp_path / "scheduler.json"
+    procs = [_dask(["scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
+                    "--scheduler-file", str(scheduler_file)], tmp_path / "scheduler.log")]
+    driver = client = None
+    try:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while not scheduler_file.is_file() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        procs.append(_dask(["worker", "--scheduler-file", str(scheduler_file), "--nthreads", "1", "--host",
+                            "127.0.0.1", "--no-dashboard", "--local-directory", str(tmp_path / "w")],
+                           tmp_path / "worker.log"))
+        client = Client(scheduler_file=str(scheduler_file), timeout=START_TIMEOUT_S, set_as_default=False)
+        client.wait_for_workers(1, timeout=START_TIMEOUT_S)
+        driver = subprocess.Popen(_sweep_cli("--scheduler", client.scheduler.address, "--data-dir", str(noisy_dir),
+                                             *FIXED, "--n-epochs", "200", "--grid", "learning_rate=0.05,0.1",
+                                             "--out", str(tmp_path / "sweep")),
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        while not any(str(k).startswith("logreg-mnist-trial-") for keys in client.processing().values()
+                      for k in keys):
+            assert driver.poll() is None and time.monotonic() < deadline, driver.communicate()
+            time.sleep(0.05)
+        client.close()
+        client = None
+        _stop(procs[0])  # the scheduler dies while a trial runs
+        stdout, stderr = driver.communicate(timeout=120)
+    finally:
+        if driver is not None and driver.poll() is None:
+            driver.kill()
+        if client is not None:
+            client.close()
+        for proc in reversed(procs):
+            _stop(proc)
+    assert driver.returncode not in (0, None), stdout
+    assert "Traceback" not in stderr and "distributed." not in stderr, stderr
+    assert 1 <= len(stderr.strip().splitlines()) <= 2, stderr
