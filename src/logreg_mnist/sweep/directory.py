@@ -30,7 +30,7 @@ PLAN = "sweep.json"
 TRIALS_CSV = "trials.csv"
 TRIALS = "trials"
 BEST = "best"
-RESULT_COLUMNS = ("epochs", "valid_error", "test_error", "seconds", "worker", "status")
+RESULT_COLUMNS = ("epochs", "valid_error", "test_error", "seconds", "worker", "status", "n_valid", "n_test")
 
 
 def new_sweep_dir(base: str | os.PathLike = "sweeps") -> Path:
@@ -82,6 +82,8 @@ def trials_csv(plan: SweepPlan, results: dict[str, dict]) -> str:
                 f"{r['seconds']:.3f}",
                 r["worker"],
                 r["status"],
+                r.get("n_valid") or "",
+                r.get("n_test") or "",
             ]
         )
     return buf.getvalue()
@@ -108,6 +110,9 @@ def read_results(sweep_dir: str | os.PathLike, plan: SweepPlan | None = None) ->
                     "seconds": float(row["seconds"]),
                     "worker": row["worker"],
                     "status": row["status"],
+                    # the examples the errors are over (absent from the files of older versions)
+                    "n_valid": int(row["n_valid"]) if row.get("n_valid") else None,
+                    "n_test": int(row["n_test"]) if row.get("n_test") else None,
                 }
             except (KeyError, TypeError, ValueError) as e:
                 raise ConfigError(f"{path}:{n}: malformed row: {e}") from None
