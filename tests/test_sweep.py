@@ -147,8 +147,8 @@ def test_grid_on_the_cluster_gives_exactly_the_sequential_results(cluster, noisy
     chosen = min(rows, key=lambda r: (float(r["valid_error"]), r["trial"]))
     assert os.readlink(out / "best") == f"trials/{chosen['trial']}"
     assert printed[-1].startswith(f"chosen: trial {int(chosen['trial'][:3])} (")
-    assert f"validation error {chosen['valid_error']} %, test error of its best model {chosen['test_error']} %" \
-        in printed[-1]
+    assert (f"validation error {chosen['valid_error']} % of {int(chosen['n_valid']):,}, test error of its best "
+            f"model {chosen['test_error']} % of {int(chosen['n_test']):,}") in printed[-1]
     assert sum(line.startswith("trial ") and " on tcp://127.0.0.1:" in line for line in printed) == 4
     assert not any("test error" in line for line in printed[:-1])  # only the chosen trial's is shown
     table = printed[printed.index("") + 1 : -1]
