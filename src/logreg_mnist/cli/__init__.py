@@ -13,8 +13,16 @@ and ``sweep_commands`` (sweep).
 
 from __future__ import annotations
 
-import signal
 import sys
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import signal
+else:
+    try:  # the C module itself: `signal` first builds its enums (milliseconds) while Ctrl-C is not handled yet
+        import _signal as signal
+    except ImportError:  # an interpreter without it
+        import signal
 
 # Nothing heavier than the standard library's already loaded modules above this line: the
 # interrupt handling of :func:`command` must be in place before anything slow is imported.
