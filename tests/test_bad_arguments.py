@@ -32,7 +32,7 @@ BAD = [
     (["train", "--learn", "0.1"], "unrecognized arguments: --learn"),
     (["train", "--optimizer", "sdg"], "invalid choice: 'sdg'"),
     (["train", "--dtype", "float16"], "argument --dtype: invalid choice: 'float16'"),
-    (["train", "--learning-rate", "abc"], "argument --learning-rate: invalid float value: 'abc'"),
+    (["train", "--learning-rate", "abc"], "argument --learning-rate/--lr: invalid float value: 'abc'"),
     (["train", "--batch-size", "1.5"], "argument --batch-size: invalid int value: '1.5'"),
     # train: values out of range, reported by their flag
     (["train", "--learning-rate", "0"], "--learning-rate: expected a finite number > 0, found 0.0"),
@@ -63,9 +63,10 @@ BAD = [
     (["train", "--resume", "{tmp}/nowhere"], "no run to resume here"),
     (["train", "--resume", "{run}", "--learning-rate", "0.1"], "drop --learning-rate"),
     (["train", "--resume", "{run}", "--overwrite"], "drop --overwrite"),
+    (["train", "--resume", "{cg}"], "kept: the best model in {cg}/best.safetensors (iteration 1, validation error 0.0000 % of 10,000)"),
     (["train", "--data-dir", "{tmp}/fashion-mnst"], "{tmp}/fashion-mnst: no such data directory"),
     # predict
-    (["predict"], "the following arguments are required: MODEL"),
+    (["predict"], "the following arguments are required: MODEL (see"),
     (["predict", "{tmp}/nope.safetensors"], "cannot read model file"),
     (["predict", "{file}"], "not a valid safetensors file"),
     (["predict", "{run}", "--jsn"], "(did you mean --json?)"),
@@ -97,17 +98,21 @@ def places(cli_data_dir, tmp_path_factory):
     run = tmp / "run"
     assert main(["train", "--data-dir", str(cli_data_dir), "--out", str(run), "--batch-size", "100",
                  "--n-epochs", "1", "-q"]) == 0
+    assert main(["train", "--data-dir", str(cli_data_dir), "--out", str(tmp / "cg"), "--optimizer", "cg",
+                 "--max-iter", "2", "-q"]) == 0
     (tmp / "notes.txt").write_text("not a model, not a directory\n")
-    return {"data": str(cli_data_dir), "run": str(run), "file": str(tmp / "notes.txt"), "tmp": str(tmp / "scratch")}
+    return {"data": str(cli_data_dir), "run": str(run), "cg": str(tmp / "cg"), "file": str(tmp / "notes.txt"),
+            "tmp": str(tmp / "scratch")}
 
 
-def _run(argv: list[str], capsys) -> tuple[int, str]:
+def _run(argv: list[str], capsys) -> tuple[int, str, str]:
     capsys.readouterr()
     try:
         code = main(argv)
     except SystemExit as e:  # argparse's own exit
         code = e.code
-    return code, capsys.readouterr().err
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
 
 
 @pytest.mark.parametrize("argv, fragment", BAD, ids=[" ".join(a) or "(none)" for a, _ in BAD])
@@ -117,8 +122,9 @@ def test_bad_arguments_exit_2_with_one_line(argv, fragment, places, capsys, monk
     monkeypatch.setenv("LOGREG_MNIST_DATA_DIR", str(tmp_path / "no-data-here"))  # never the network
     before = sorted(p.name for p in tmp_path.iterdir())
     argv = [a.format(**places) for a in argv]
-    code, err = _run(argv, capsys)
+    code, out, err = _run(argv, capsys)
     assert code == 2, err
+    assert out == "", out  # nothing printed before the error (a run directory that is never made)
     lines = err.splitlines()
     assert len(lines) == 1 and lines[0].startswith("logreg-mnist"), err
     assert "Traceback" not in err

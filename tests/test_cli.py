@@ -142,7 +142,7 @@ def test_module_entry_point_and_help_shows_defaults():
     done = subprocess.run([sys.executable, "-m", "logreg_mnist", "train", "--help"], capture_output=True, text=True)
     assert done.returncode == 0
     help_text = " ".join(done.stdout.split())
-    for expected in ("--learning-rate LEARNING_RATE SGD step size (default: 0.13)", "(default: 600)",
+    for expected in ("--learning-rate LEARNING_RATE, --lr LEARNING_RATE SGD step size (default: 0.13)", "(default: 600)",
                      "(default: 5000)", "(default: 0.995)", "--dry-run", "--resume DIR"):
         assert expected in help_text, expected
     assert "(default: None)" not in help_text

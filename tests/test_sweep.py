@@ -131,7 +131,7 @@ def test_grid_on_the_cluster_gives_exactly_the_sequential_results(cluster, noisy
     assert [r["trial"] for r in rows] == ["001-learning_rate=0.02-l2=0", "002-learning_rate=0.02-l2=0.01",
                                           "003-learning_rate=0.5-l2=0", "004-learning_rate=0.5-l2=0.01"]
     assert list(rows[0]) == ["trial", "learning_rate", "l2", "epochs", "valid_error", "test_error", "seconds",
-                             "worker", "status"]
+                             "worker", "status", "n_valid", "n_test"]
     for row in rows:
         model, history = expected[(float(row["learning_rate"]), float(row["l2"]))]
         assert row["epochs"] == str(history.epochs) == "3"
@@ -147,8 +147,8 @@ def test_grid_on_the_cluster_gives_exactly_the_sequential_results(cluster, noisy
     chosen = min(rows, key=lambda r: (float(r["valid_error"]), r["trial"]))
     assert os.readlink(out / "best") == f"trials/{chosen['trial']}"
     assert printed[-1].startswith(f"chosen: trial {int(chosen['trial'][:3])} (")
-    assert f"validation error {chosen['valid_error']} %, test error of its best model {chosen['test_error']} %" \
-        in printed[-1]
+    assert (f"validation error {chosen['valid_error']} % of {int(chosen['n_valid']):,}, test error of its best "
+            f"model {chosen['test_error']} % of {int(chosen['n_test']):,}") in printed[-1]
     assert sum(line.startswith("trial ") and " on tcp://127.0.0.1:" in line for line in printed) == 4
     assert not any("test error" in line for line in printed[:-1])  # only the chosen trial's is shown
     table = printed[printed.index("") + 1 : -1]
@@ -178,10 +178,11 @@ def test_the_tutorial_trial_is_the_chapters_result(cluster, real_mnist_dir, tmp_
     assert main(["sweep", "--scheduler", address, "--data-dir", str(real_mnist_dir), "--preset", "tutorial",
                  "--grid", "learning_rate=0.13", "--out", str(out)]) == 0
     assert capsys.readouterr().out.splitlines()[-1].startswith(
-        "chosen: trial 1 (learning_rate=0.13): validation error 7.500000 %, test error of its best model "
-        "7.489583 % (")
+        "chosen: trial 1 (learning_rate=0.13): validation error 7.500000 % of 9,600, test error of its best model "
+        "7.489583 % of 9,600 (")
     [row] = _rows(out)
     assert (row["epochs"], row["valid_error"], row["test_error"]) == ("74", "7.500000", "7.489583")
+    assert (row["n_valid"], row["n_test"]) == ("9600", "9600")
 
 
 def test_a_diverged_trial_is_recorded_and_never_chosen(cluster, noisy_dir, tmp_path, capsys):

@@ -8,10 +8,16 @@ scikit-learn, SciPy and matplotlib are loaded only by what needs them.
 
 from __future__ import annotations
 
-import importlib
 import sys
-import types
-from typing import TYPE_CHECKING, Any
+
+# Only sys here: this module runs first whenever the command starts, before the command can
+# install its Ctrl-C handling, so it must be instant (typing alone would take 20 ms).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from types import ModuleType
+    from typing import Any
+else:
+    ModuleType = type(sys)
 
 # public name -> module that defines it
 _LAZY = {
@@ -37,6 +43,8 @@ __all__ = sorted(_LAZY)
 
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
+        import importlib
+
         value = getattr(importlib.import_module(_LAZY[name], __name__), name)
         globals()[name] = value
         return value
@@ -47,7 +55,7 @@ def __dir__() -> list[str]:
     return sorted(set(globals()) | set(_LAZY))
 
 
-class _Package(types.ModuleType):
+class _Package(ModuleType):
     """``logreg_mnist.train`` is the function, as with an eager ``from .train import train``.
 
     Importing the submodule ``logreg_mnist.train`` makes the import system bind the

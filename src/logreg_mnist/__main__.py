@@ -1,7 +1,5 @@
 """``python -m logreg_mnist``: the same as the ``logreg-mnist`` command."""
 
-import sys
+from .cli import command
 
-from .cli import main
-
-sys.exit(main())
+command()

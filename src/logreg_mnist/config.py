@@ -95,6 +95,8 @@ class Setting:
         tunable: a hyperparameter, which a sweep may fix or vary (an on/off one is a
             ``--x / --no-x`` flag pair, since a preset may turn it on); False: a mode of
             one run (a plain ``--x`` switch, never swept).
+        alias: a short name taken as well (``lr``: ``--lr``, ``--grid lr=...``).
+        optimizers: the optimizers that use it (a run's header lists only those).
         name, kind, default: the field's name, type (int, float, str or bool) and default,
             filled in from the field itself.
     """
@@ -103,6 +105,8 @@ class Setting:
     values: Interval | OneOf | None = None
     shown: str | None = None
     tunable: bool = True
+    alias: str | None = None
+    optimizers: tuple[str, ...] = OPTIMIZERS
     name: str = ""
     kind: type = object
     default: Any = None
@@ -111,6 +115,11 @@ class Setting:
     def flag(self) -> str:
         """The command line's flag: ``learning_rate`` -> ``--learning-rate``."""
         return "--" + self.name.replace("_", "-")
+
+    @property
+    def flags(self) -> list[str]:
+        """Every flag that sets it: ``--learning-rate``, ``--lr``."""
+        return [self.flag] + ([f"--{self.alias}"] if self.alias else [])
 
     def check(self, value: Any) -> None:
         """Raise :class:`ConfigError` (naming the field, the values expected and ``value``) unless accepted."""
@@ -121,10 +130,21 @@ class Setting:
 
 
 def setting(
-    default: Any, help: str, values: Interval | OneOf | None = None, *, shown: str | None = None, tunable: bool = True
+    default: Any,
+    help: str,
+    values: Interval | OneOf | None = None,
+    *,
+    shown: str | None = None,
+    tunable: bool = True,
+    alias: str | None = None,
+    optimizers: tuple[str, ...] = OPTIMIZERS,
 ) -> Any:
     """A :class:`TrainConfig` field: ``default`` with its :class:`Setting` in the field's metadata."""
-    return field(default=default, metadata={_KEY: Setting(help, values, shown, tunable)})
+    return field(default=default, metadata={_KEY: Setting(help, values, shown, tunable, alias, optimizers)})
+
+
+_SGD = ("sgd",)
+_FULL_BATCH = ("cg", "lbfgs")
 
 
 @dataclass(frozen=True)
@@ -135,18 +155,22 @@ class TrainConfig:
         "sgd", "sgd: the chapter's minibatch SGD; cg or lbfgs: full-batch SciPy (logistic_cg.py)", OneOf(OPTIMIZERS)
     )
     # the chapter's step size; stable for zero-init on [0, 1) pixels
-    learning_rate: float = setting(0.13, "SGD step size", Interval.above(0))
+    learning_rate: float = setting(0.13, "SGD step size", Interval.above(0), alias="lr", optimizers=_SGD)
     # the chapter's minibatch; also the unit of evaluation with drop_last
     batch_size: int = setting(600, "examples per minibatch", Interval.at_least(1))
     # a cap on epochs; early stopping ends the chapter's run at 74
-    n_epochs: int = setting(1000, "most epochs to run; early stopping usually ends sooner", Interval.at_least(1))
+    n_epochs: int = setting(
+        1000, "most epochs to run; early stopping usually ends sooner", Interval.at_least(1), optimizers=_SGD
+    )
     # look at this many minibatches regardless
-    patience: int = setting(5000, "minibatches to look at regardless of progress", Interval.at_least(1))
+    patience: int = setting(
+        5000, "minibatches to look at regardless of progress", Interval.at_least(1), optimizers=_SGD
+    )
     patience_increase: float = setting(
-        2.0, "on a significant new best, wait until iteration * this", Interval.at_least(1)
+        2.0, "on a significant new best, wait until iteration * this", Interval.at_least(1), optimizers=_SGD
     )
     improvement_threshold: float = setting(  # a relative improvement this large is significant
-        0.995, "a new best below best * this counts as significant", Interval(0, 1, low_open=True)
+        0.995, "a new best below best * this counts as significant", Interval(0, 1, low_open=True), optimizers=_SGD
     )
     # the chapter's logistic_sgd uses no penalty
     l1: float = setting(0.0, "coefficient of the L1 penalty sum|W|", Interval.at_least(0))
@@ -160,10 +184,14 @@ class TrainConfig:
         "zeros", "initial W: zeros (the chapter) or random (small normal values)", OneOf(("zeros", "random"))
     )
     seed: int = setting(0, "seed of the random init", Interval(0, MAX_SEED))
-    max_iter: int = setting(50, "iterations of cg / lbfgs", Interval.at_least(1))  # logistic_cg.py's n_epochs
+    max_iter: int = setting(
+        50, "iterations of cg / lbfgs", Interval.at_least(1), optimizers=_FULL_BATCH
+    )  # logistic_cg.py's n_epochs
     snapshot_every: int = setting(0, "save an intermediate model every N epochs (0: never)", Interval.at_least(0))
     # arithmetic precision of sgd (cg and lbfgs work in float64)
-    dtype: str = setting("float32", "SGD arithmetic precision: float32 or float64", OneOf(("float32", "float64")))
+    dtype: str = setting(
+        "float32", "SGD arithmetic precision: float32 or float64", OneOf(("float32", "float64")), optimizers=_SGD
+    )
     dry_run: bool = setting(
         False, "run one minibatch end to end (into a temporary directory unless --out is given)", tunable=False
     )
@@ -174,6 +202,15 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    def in_use(self) -> dict[str, Any]:
+        """The settings this configuration's optimizer uses, by name (a run's header): cg and
+        lbfgs leave out SGD's step size, stopping rule and precision (they compute in float64),
+        SGD leaves out ``max_iter``, and ``batch_size`` counts for them only with ``drop_last``."""
+        used = {s.name: getattr(self, s.name) for s in SETTINGS.values() if self.optimizer in s.optimizers}
+        if self.optimizer in _FULL_BATCH and not self.drop_last:
+            del used["batch_size"]
+        return used
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:

@@ -56,10 +56,36 @@ def save_model(
     atomic_write_bytes(path, save(tensors, metadata=text_meta))
 
 
+_IMAGE_SIGNATURES = (
+    (b"\x89PNG", "a PNG image"),
+    (b"\xff\xd8\xff", "a JPEG image"),
+    (b"GIF8", "a GIF image"),
+    (b"BM", "a BMP image"),
+    (b"II*\0", "a TIFF image"),
+    (b"MM\0*", "a TIFF image"),
+    (b"\0\0\x08\x03", "an IDX images file"),
+)
+
+
+def image_kind(head: bytes) -> str | None:
+    """``"a PNG image"``... when the first 16 bytes of a file are those of an input image, else None."""
+    for signature, kind in _IMAGE_SIGNATURES:
+        if head.startswith(signature):
+            return kind
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "a WebP image"
+    if len(head) > 2 and head[:1] == b"P" and head[1:2] in b"123456" and head[2:3].isspace():
+        return "a PNM image"
+    return None
+
+
 def _sniff(head: bytes) -> str | None:
     """Name what a non-safetensors file looks like. Safetensors: u64 header length, then '{'."""
     if head[8:9] == b"{":
         return None
+    image = image_kind(head)
+    if image:
+        return image
     if head[:1] == b"\x80" and len(head) > 1 and 2 <= head[1] <= 5:
         return f"a Python pickle (protocol {head[1]}), which is never loaded as a model"
     if head[:2] == b"PK":
@@ -95,7 +121,8 @@ def load_model(path: str | os.PathLike) -> tuple[LogisticRegression, dict[str, A
         raise ModelFileError(f"{path}: cannot read model file: {e.strerror or e}") from None
     what = _sniff(head)
     if what:
-        raise ModelFileError(f"{path}: expected a safetensors model file, found {what}")
+        expected = "a run directory or a .safetensors model file" if image_kind(head) else "a safetensors model file"
+        raise ModelFileError(f"{path}: expected {expected}, found {what}")
     try:
         tensors = load_file(path)
         with safe_open(path, framework="np") as f:

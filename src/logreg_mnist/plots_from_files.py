@@ -12,6 +12,7 @@ from pathlib import Path
 
 from . import persistence
 from ._paths import check_output_dir, make_dir
+from .errors import ConfigError, show_path
 from .plots import (
     confident_mistakes_figure,
     confusion_matrix_figure,
@@ -119,7 +120,10 @@ def plot_sweep(
     plan = load_plan(sweep_dir)
     results = read_results(sweep_dir, plan)
     if not results:
-        raise ValueError(f"{sweep_dir}: no trial has finished yet: nothing to draw")
+        raise ConfigError(
+            f"{show_path(sweep_dir)}: no trial of the sweep has finished yet, so there is nothing to draw; "
+            f"run them with: logreg-mnist sweep --resume {show_path(sweep_dir)}"
+        )
     out = Path(out_dir) if out_dir is not None else sweep_dir / "plots"
     out.mkdir(parents=True, exist_ok=True)
     ranked = ranking(plan, results)
@@ -137,6 +141,7 @@ def plot_sweep(
                 categorical=categorical,
                 log_axes=log_axes,
                 chosen=chosen,
+                n_valid=_common_count([results[t.name].get("n_valid") for t in done]),
             ),
             out / "sweep_validation_error.png",
         )
@@ -145,8 +150,21 @@ def plot_sweep(
     for t in ok[:n_best]:
         rows = persistence.read_history(sweep_dir / TRIALS / t.name)
         label = " ".join(f"{k}={format_value(v)}" for k, v in t.settings)
-        curves.append((f"{t.index:03d} {label} ({results[t.name]['valid_error'] * 100:.3f} %)", rows))
+        error = f"{results[t.name]['valid_error'] * 100:.3f} %{of_total(results[t.name].get('n_valid'))}"
+        curves.append((f"{t.index:03d} {label} ({error})", rows))
     if curves:
         unit = "epoch" if plan.base.optimizer == "sgd" and "optimizer" not in plan.swept else "epoch / iteration"
-        written.append(save_figure(sweep_curves_figure(curves, unit=unit), out / "sweep_learning_curves.png"))
+        n_valid = _common_count([results[t.name].get("n_valid") for t in ok[:n_best]])
+        written.append(
+            save_figure(sweep_curves_figure(curves, unit=unit, n_valid=n_valid), out / "sweep_learning_curves.png")
+        )
     return written
+
+
+def _common_count(counts: list[int | None]) -> int | str | None:
+    """The number of validation examples the trials' errors are over: one count, words when the
+    trials differ (the tutorial preset scores whole minibatches only), None when not recorded."""
+    known = {n for n in counts if n}
+    if not known:
+        return None
+    return known.pop() if len(known) == 1 else "each trial's scored examples"

@@ -75,8 +75,11 @@ class ConsoleReporter(Reporter):
             also one line per epoch (training NLL, errors, patience left, time).
     """
 
-    def __init__(self, stream: TextIO | None = None, progress: bool = False, verbosity: int = NORMAL):
+    def __init__(
+        self, stream: TextIO | None = None, progress: bool = False, verbosity: int = NORMAL, heading: str = ""
+    ):
         self.stream = stream or sys.stdout
+        self.heading = heading  # a first line (the run directory), printed once the run starts
         self.verbosity = verbosity
         self.show_progress = progress and verbosity > QUIET
         self._bar: tqdm | None = None
@@ -101,8 +104,11 @@ class ConsoleReporter(Reporter):
         self._n_valid, self._n_test, self._n_batches = n_valid, n_test, n_batches
         if self.verbosity < NORMAL:
             return
-        values = config.to_dict() if hasattr(config, "to_dict") else dict(config)
-        self._print("hyperparameters: " + ", ".join(f"{k} {v}" for k, v in values.items()))
+        if self.heading:
+            self._print(self.heading)
+        values = config.in_use() if hasattr(config, "in_use") else dict(config)
+        precision = "" if "dtype" in values else "; computes in float64"  # cg and lbfgs (SciPy)
+        self._print("hyperparameters: " + ", ".join(f"{k} {v}" for k, v in values.items()) + precision)
         scored = f"; errors over {n_valid:,} validation and {n_test:,} test examples" if n_valid and n_test else ""
         self._print(
             f"data: {data.title} from {data.source}: {len(data.train):,} training, "

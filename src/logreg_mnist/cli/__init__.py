@@ -13,44 +13,97 @@ and ``sweep_commands`` (sweep).
 
 from __future__ import annotations
 
-import errno
-import os
 import sys
 
-from ..errors import EXIT_FAILURE, EXIT_INTERRUPTED, LogregMnistError, show_path
-from .parser import build_parser
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import signal
+else:
+    try:  # the C module itself: `signal` first builds its enums (milliseconds) while Ctrl-C is not handled yet
+        import _signal as signal
+    except ImportError:  # an interpreter without it
+        import signal
 
-_DISK_FULL = (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))
+# Nothing heavier than the standard library's already loaded modules above this line: the
+# interrupt handling of :func:`command` must be in place before anything slow is imported.
 
+EXIT_INTERRUPTED = 130  # as errors.EXIT_INTERRUPTED, which is imported only once the command runs
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: what a shell reports for `cmd | head` when cmd is cut off
 
-__all__ = ["EXIT_BROKEN_PIPE", "build_parser", "main"]
+__all__ = ["EXIT_BROKEN_PIPE", "build_parser", "command", "main"]
+
+
+def __getattr__(name: str):
+    if name == "build_parser":  # kept importable from here, loaded on first use
+        from .parser import build_parser
+
+        return build_parser
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _interrupted_now(signum, frame) -> None:
+    """SIGINT outside :func:`main`'s work (while the command starts, or once it has ended): the
+    line and exit code 130 at once, with the output written so far flushed."""
+    import contextlib
+    import os
+
+    for write in (sys.stdout.flush, lambda: sys.stderr.write("logreg-mnist: interrupted\n"), sys.stderr.flush):
+        with contextlib.suppress(OSError, ValueError):
+            write()
+    os._exit(EXIT_INTERRUPTED)
+
+
+def command() -> None:
+    """The ``logreg-mnist`` program (the installed script, ``python -m logreg_mnist``): :func:`main`
+    on ``sys.argv``, then exit with its code.
+
+    Ctrl-C is answered from the first line: before :func:`main` starts its work and after it
+    ends, by exiting at once (130, one line); while it works, as a ``KeyboardInterrupt`` that
+    lets every ``finally`` clean up, reported by :func:`main` in one line.
+    """
+    signal.signal(signal.SIGINT, _interrupted_now)
+    sys.exit(main())
 
 
 def main(argv: list[str] | None = None) -> int:
-    # Everything runs inside the handlers, imports included (the commands import NumPy,
-    # SciPy, ... when they start), so a Ctrl-C at any moment is exit 130 without a traceback.
-    command = ""
+    """Run the command line ``argv`` (default: ``sys.argv[1:]``); return the exit code.
+
+    Everything runs inside the handlers, imports included (the commands import NumPy,
+    SciPy, ... when they start), so a Ctrl-C at any moment is exit 130 without a traceback.
+    """
+    prog = "logreg-mnist"
+    previous = signal.getsignal(signal.SIGINT)
     try:
-        args = build_parser().parse_args(argv)
-        command = f" {args.command}"
-        code = args.func(args)
-        sys.stdout.flush()
-        return code
-    except LogregMnistError as e:
-        print(f"logreg-mnist{command}: error: {e}", file=sys.stderr)
-        return e.exit_code
+        if previous is _interrupted_now:  # while the command works, an interrupt unwinds: files are cleaned up
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+        import errno
+
+        from ..errors import EXIT_FAILURE, LogregMnistError, show_path
+        from .parser import build_parser
+
+        try:
+            args = build_parser().parse_args(argv)
+            prog = f"logreg-mnist {args.command}"
+            code = args.func(args)
+            sys.stdout.flush()
+            return code
+        except LogregMnistError as e:
+            print(f"{prog}: error: {e}", file=sys.stderr)
+            return e.exit_code
+        except BrokenPipeError:  # before OSError: a reader that went away is not an error
+            return _broken_pipe()
+        except OSError as e:
+            if e.errno not in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
+                raise
+            where = f" {show_path(e.filename)}" if e.filename else ""
+            print(f"{prog}: error: cannot write{where}: no space left on the device", file=sys.stderr)
+            return EXIT_FAILURE
     except KeyboardInterrupt:
-        print(f"logreg-mnist{command}: interrupted", file=sys.stderr)
+        print(f"{prog}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
-    except BrokenPipeError:  # before OSError: a reader that went away is not an error
-        return _broken_pipe()
-    except OSError as e:
-        if e.errno not in _DISK_FULL:
-            raise
-        where = f" {show_path(e.filename)}" if e.filename else ""
-        print(f"logreg-mnist{command}: error: cannot write{where}: no space left on the device", file=sys.stderr)
-        return EXIT_FAILURE
+    finally:
+        if previous is _interrupted_now:
+            signal.signal(signal.SIGINT, _interrupted_now)
 
 
 def _broken_pipe() -> int:
@@ -58,6 +111,8 @@ def _broken_pipe() -> int:
 
     Further writes to stdout (Python's own flush at exit included) go to /dev/null.
     """
+    import os
+
     try:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())

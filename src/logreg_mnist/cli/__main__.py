@@ -1,7 +1,5 @@
 """``python -m logreg_mnist.cli``: the same as the ``logreg-mnist`` command."""
 
-import sys
+from . import command
 
-from . import main
-
-sys.exit(main())
+command()

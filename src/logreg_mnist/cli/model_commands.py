@@ -6,8 +6,8 @@ import argparse
 import json
 import sys
 
-from ..errors import EXIT_OK
-from .loading import load_run_data
+from ..errors import EXIT_OK, DataError
+from .loading import load_run_data, model_target
 
 
 def _load_model(path):
@@ -24,11 +24,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
     """
     import numpy as np
 
-    from ..predict import check_picture_path, load_inputs, predictions
+    from ..predict import check_picture_path, predictions, read_inputs
     from ..run import class_names_for
 
     if args.show:
         check_picture_path(args.show)
+    args.model = model_target(args.model, "predict")
     model, meta = _load_model(args.model)
     if not args.inputs:
         data = load_run_data(args, args.model)
@@ -51,7 +52,16 @@ def cmd_predict(args: argparse.Namespace) -> int:
                 print(", ".join(names[i] for i in predicted))
         return EXIT_OK
     names = class_names_for(meta, model.n_out)
-    inputs = load_inputs(args.inputs, model.n_in, raw=args.raw)
+    batch = read_inputs(args.inputs, model.n_in, raw=args.raw)
+    for line in batch.skipped:
+        print(f"logreg-mnist predict: {line}", file=sys.stderr)
+    if not batch.inputs:  # nothing to predict: each error in its line, the last one as the command's error
+        for e in batch.errors[:-1]:
+            print(f"logreg-mnist predict: error: {e}", file=sys.stderr)
+        raise batch.errors[-1]
+    for e in batch.errors:
+        print(f"logreg-mnist predict: error: {e}", file=sys.stderr)
+    inputs = batch.inputs
     results = predictions(model, inputs)
     if args.show:
         from ..plots import predictions_figure, save_figure
@@ -76,6 +86,13 @@ def cmd_predict(args: argparse.Namespace) -> int:
             )
     if args.show:
         print(f"picture: {args.show}", file=sys.stderr)
+    if batch.errors:
+        sys.stdout.flush()  # the predictions before the line that ends the command
+        n_bad = len(batch.errors)
+        raise DataError(
+            f"{n_bad} of {batch.tried} inputs could not be read (above); the other {batch.tried - n_bad} "
+            f"{'was' if batch.tried - n_bad == 1 else 'were'} predicted"
+        )
     return EXIT_OK
 
 
@@ -86,6 +103,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     """
     from ..predict import evaluate
 
+    args.model = model_target(args.model, "evaluate")
     model, meta = _load_model(args.model)
     data = load_run_data(args, args.model)
     report = evaluate(model, data)

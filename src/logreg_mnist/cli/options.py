@@ -24,10 +24,10 @@ def add_setting(parser: argparse.ArgumentParser, s: Setting) -> None:
     ``--x / --no-x`` pair for an on/off hyperparameter, a plain switch for a run's mode."""
     shown = s.default if s.shown is None else s.shown
     if s.kind is bool and not s.tunable:
-        parser.add_argument(s.flag, dest=s.name, action="store_true", help=s.help)
+        parser.add_argument(*s.flags, dest=s.name, action="store_true", help=s.help)
     elif s.kind is bool:
         parser.add_argument(
-            s.flag,
+            *s.flags,
             dest=s.name,
             action=argparse.BooleanOptionalAction,
             default=None,
@@ -36,7 +36,7 @@ def add_setting(parser: argparse.ArgumentParser, s: Setting) -> None:
     else:
         choices = list(s.values.choices) if isinstance(s.values, OneOf) else None
         parser.add_argument(
-            s.flag, dest=s.name, type=s.kind, default=None, choices=choices, help=f"{s.help} (default: {shown})"
+            *s.flags, dest=s.name, type=s.kind, default=None, choices=choices, help=f"{s.help} (default: {shown})"
         )
 
 
@@ -110,27 +110,34 @@ ENGINE_OPTIONS = (
         metavar="SIZE",
     ),
 )
-DATA_OPTIONS = (
-    RunOption(
-        "--data-dir",
-        "directory with the four MNIST-style IDX files, or a mnist.pkl.gz file (default: the "
-        "run's own data for a run or model; else $LOGREG_MNIST_DATA_DIR, else the user cache, downloading "
-        "MNIST into it if needed)",
-        metavar="DIR",
-        train_keyword=False,
-    ),
-    RunOption(
-        "--download",
-        "fetch missing MNIST files into --data-dir too (default: only into the user cache); --no-download: never fetch",
-        switch=True,
-        train_keyword=False,
-    ),
+_DATA_DIR_HELP = (
+    "directory with the four MNIST-style IDX files, or a mnist.pkl.gz file (default: {run}"
+    "$LOGREG_MNIST_DATA_DIR, else the user cache, downloading MNIST into it if needed)"
 )
+
+
+def _data_options(run: str) -> tuple[RunOption, ...]:
+    """--data-dir and --download; ``run``: where the default is a run's own data, said first."""
+    return (
+        RunOption("--data-dir", _DATA_DIR_HELP.format(run=run), metavar="DIR", train_keyword=False),
+        RunOption(
+            "--download",
+            "fetch missing MNIST files into --data-dir too (default: only into the user cache); --no-download: "
+            "never fetch",
+            switch=True,
+            train_keyword=False,
+        ),
+    )
+
+
+DATA_OPTIONS = _data_options("")  # data, digits, sweep: no run to take the data from
+RUN_DATA_OPTIONS = _data_options("the run's own data for a run or model; else ")  # predict, evaluate, plot
+RESUME_DATA_OPTIONS = _data_options("the run's own data with --resume; else ")  # train
 RUN_OPTIONS = ENGINE_OPTIONS + DATA_OPTIONS
 
 
 def add_options(parser: argparse.ArgumentParser, options: Iterable[RunOption] = RUN_OPTIONS) -> None:
-    """The run-time options (train and sweep), or only the data's (the commands that read data)."""
+    """The run-time options (sweep; train's with :data:`RESUME_DATA_OPTIONS`), or only the data's."""
     for option in options:
         option.add_to(parser)
 

@@ -14,7 +14,17 @@ from collections.abc import Callable
 from ..config import PRESETS, SETTINGS
 from .model_commands import cmd_evaluate, cmd_predict
 from .oneline import OneLineParser
-from .options import DATA_OPTIONS, add_hyperparameters, add_options, add_setting
+from .options import (
+    DATA_OPTIONS,
+    ENGINE_OPTIONS,
+    RESUME_DATA_OPTIONS,
+    RUN_DATA_OPTIONS,
+    RUN_OPTIONS,
+    RunOption,
+    add_hyperparameters,
+    add_options,
+    add_setting,
+)
 from .picture_commands import cmd_digits, cmd_plot, cmd_serve
 from .sweep_commands import cmd_sweep
 from .train_commands import cmd_data, cmd_train
@@ -32,7 +42,8 @@ class _VersionAction(argparse.Action):
     def __call__(self, parser, namespace, values, option_string=None):
         from .._version import __version__
 
-        parser.exit(message=f"{parser.prog} {__version__}\n")
+        print(f"{parser.prog} {__version__}")  # on stdout, as every tool's version: `--version | cat`
+        parser.exit()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -62,7 +73,7 @@ def _command(sub, func: Callable[[argparse.Namespace], int]) -> argparse.Argumen
     return p
 
 
-def _add_shared(p: argparse.ArgumentParser) -> None:
+def _add_shared(p: argparse.ArgumentParser, options: tuple[RunOption, ...] = RUN_OPTIONS) -> None:
     """train's and sweep's common flags: the preset, every hyperparameter, the run-time options."""
     p.add_argument(
         "--preset",
@@ -72,7 +83,7 @@ def _add_shared(p: argparse.ArgumentParser) -> None:
         "dropped, its printed lines and its published result) (default: default)",
     )
     add_hyperparameters(p)
-    add_options(p)
+    add_options(p, options)
 
 
 _RUN_OUT = "run directory for the best model, history and checkpoints (default: a new runs/YYYYmmdd-HHMMSS)"
@@ -80,7 +91,7 @@ _RUN_OUT = "run directory for the best model, history and checkpoints (default: 
 
 def _add_train_parser(sub) -> None:
     p = _command(sub, cmd_train)
-    _add_shared(p)
+    _add_shared(p, ENGINE_OPTIONS + RESUME_DATA_OPTIONS)
     p.add_argument("--out", metavar="DIR", default=None, help=_RUN_OUT)
     p.add_argument(
         "--resume",
@@ -122,6 +133,7 @@ def _add_model_parsers(sub) -> None:
         "inputs",
         metavar="INPUT",
         nargs="*",
+        default=[],  # optional: without inputs, the first test digits
         help="images (PNG, JPEG, GIF, BMP, TIFF, WebP), IDX image files, .npy arrays, directories "
         "of them, or - for one image on standard input (the rules: docs/howto/your-photos.md)",
     )
@@ -137,23 +149,27 @@ def _add_model_parsers(sub) -> None:
         default=None,
         help="write a picture of each input beside what the model sees and its top 3 classes",
     )
-    add_options(p, DATA_OPTIONS)
+    add_options(p, RUN_DATA_OPTIONS)
 
     p = _command(sub, cmd_evaluate)
     _add_model_argument(p)
     p.add_argument("--json", action="store_true", help=_JSON)
-    add_options(p, DATA_OPTIONS)
+    add_options(p, RUN_DATA_OPTIONS)
 
 
 def _add_model_argument(p: argparse.ArgumentParser) -> None:
-    p.add_argument("model", metavar="MODEL", help="a .safetensors model file or a run directory")
+    p.add_argument(
+        "model",
+        metavar="MODEL",
+        help="a run directory, a .safetensors model file, or a sweep directory (its best trial)",
+    )
 
 
 def _add_picture_parsers(sub) -> None:
     p = _command(sub, cmd_plot)
     p.add_argument("target", metavar="RUN_OR_MODEL", help=_RUN_OR_MODEL)
     p.add_argument("--out", metavar="DIR", default=None, help="where to write (default: plots/ beside the model)")
-    add_options(p, DATA_OPTIONS)
+    add_options(p, RUN_DATA_OPTIONS)
 
     p = _command(sub, cmd_digits)
     p.add_argument("--split", choices=["train", "valid", "test"], default="test", help="split (default: test)")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ..errors import EXIT_OK, ConfigError
-from .loading import load_data, load_run_data
+from .loading import load_data, load_run_data, model_target
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
@@ -67,5 +67,5 @@ def cmd_serve(args: argparse.Namespace) -> int:
     """
     from ..serve import serve
 
-    serve(args.target, args.host, args.port)
+    serve(model_target(args.target, "serve"), args.host, args.port)
     return EXIT_OK

@@ -25,9 +25,9 @@ def cmd_data(args: argparse.Namespace) -> int:
     from ..data import resolve_data_dir
 
     directory, _ = resolve_data_dir(args.data_dir)
-    print(f"data directory: {directory}")
     start = time.perf_counter()
-    data = load_data(args)
+    data = load_data(args)  # first: a directory that cannot be used is an error, with nothing printed before it
+    print(f"data directory: {directory}")
     print(data.summary())
     print(f"loaded in {time.perf_counter() - start:.2f} s")
     return EXIT_OK
@@ -72,6 +72,28 @@ def _refuse_new_settings_on_resume(args: argparse.Namespace) -> None:
         raise ConfigError("--resume continues a run with its own configuration; drop " + ", ".join(given))
 
 
+def _warn_of_dropped_settings(out: Path, config: TrainConfig) -> None:
+    """``--overwrite`` starts from the flags given, not from the run it replaces: say which of that
+    run's settings change, so that a penalty left off the command line is not lost unawares."""
+    from ..errors import LogregMnistError
+    from ..train import load_run_config
+
+    if not (out / "config.json").is_file():
+        return
+    try:
+        old = load_run_config(out)
+    except (LogregMnistError, ValueError):
+        return  # a configuration that cannot be read: nothing to compare
+    changed = [s for s in HYPERPARAMETERS.values() if getattr(old, s.name) != getattr(config, s.name)]
+    if changed:
+        was = ", ".join(f"{s.flag} {getattr(old, s.name)}" for s in changed)
+        now = ", ".join(f"{s.flag} {getattr(config, s.name)}" for s in changed)
+        print(
+            f"warning: --overwrite: the run replaced in {out} had {was}; now {now} (give a flag again to keep its value)",
+            file=sys.stderr,
+        )
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     """train a model (the chapter's logistic_sgd by default)
 
@@ -96,6 +118,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         out = Path(args.out) if args.out else None
         if out is not None:
             check_run_target(out, overwrite=args.overwrite, what="--out")
+            if args.overwrite:
+                _warn_of_dropped_settings(out, config)
         elif args.overwrite:
             raise ConfigError("--overwrite replaces the run in --out; give --out DIR")
     max_resident = parse_size(args.max_resident) if args.max_resident is not None else default_max_resident()
@@ -106,13 +130,14 @@ def cmd_train(args: argparse.Namespace) -> int:
     )
     progress = sys.stderr.isatty() if args.progress is None else args.progress
     verbosity = QUIET if args.quiet else VERBOSE if args.verbose else NORMAL
-    reporter = ConsoleReporter(sys.stdout, progress=progress, verbosity=verbosity)
     dry_scratch = config.dry_run and out is None
     scratch = tempfile.TemporaryDirectory(prefix="logreg-mnist-dry-run-") if dry_scratch else nullcontext()
     with scratch as tmp:
         run_dir = Path(tmp) if tmp is not None else (out or _new_run_dir())
-        if verbosity > QUIET:
-            print(f"run directory: {run_dir}")
+        # the run directory is named once every check has passed and training starts
+        reporter = ConsoleReporter(
+            sys.stdout, progress=progress, verbosity=verbosity, heading=f"run directory: {run_dir}"
+        )
         try:
             _, history = train(
                 data,

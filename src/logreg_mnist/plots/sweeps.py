@@ -16,6 +16,7 @@ def sweep_figure(
     log_axes: Sequence[str] = (),
     chosen: int | None = None,
     title: str | None = None,
+    n_valid: int | str | None = None,
 ) -> Figure:
     """Validation error against each swept setting, one panel per setting.
 
@@ -26,8 +27,11 @@ def sweep_figure(
             line joins the best trial of each value (the best over the other settings).
         log_axes: numeric settings drawn on a log axis (log-uniform ranges).
         chosen: the position of the chosen trial, marked with a star.
+        n_valid: what the errors are over: a number of validation examples, or words
+            (trials scored over different numbers); None: not said.
     """
     names = list(settings)
+    of = _of(n_valid)
     if not names:
         raise ValueError("no swept settings to draw")
     errors = np.array(valid_errors, dtype=float) * 100
@@ -56,10 +60,10 @@ def sweep_figure(
                 s=220,
                 color="tab:red",
                 zorder=4,
-                label=f"chosen: {errors[chosen]:.3f} %",
+                label=f"chosen: {errors[chosen]:.3f} %{of if isinstance(n_valid, int) else ''}",
             )
         ax.set_xlabel(name)
-        ax.set_ylabel("best validation error (%)")
+        ax.set_ylabel(f"best validation error (%{of})")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     diverged = int(np.count_nonzero(~np.isfinite(errors)))
@@ -70,14 +74,26 @@ def sweep_figure(
     return fig
 
 
+def _of(n: int | str | None) -> str:
+    """`` of 10,000`` (a count), `` of <words>`` (several counts), or nothing."""
+    if n is None:
+        return ""
+    return f" of {n:,}" if isinstance(n, int) else f" of {n}"
+
+
 def sweep_curves_figure(
-    curves: Sequence[tuple[str, Sequence[dict]]], *, unit: str = "epoch", title: str | None = None
+    curves: Sequence[tuple[str, Sequence[dict]]],
+    *,
+    unit: str = "epoch",
+    title: str | None = None,
+    n_valid: int | str | None = None,
 ) -> Figure:
     """The validation error per epoch of a few trials, overlaid.
 
     Args:
         curves: (label, history rows) per trial, best first; rows as in ``history.jsonl``.
         unit: the x-axis label.
+        n_valid: what the errors are over (see :func:`sweep_figure`).
     """
     if not curves:
         raise ValueError("no learning curves to draw")
@@ -95,7 +111,7 @@ def sweep_curves_figure(
         pad = max(0.05 * (high - low), 0.25)
         ax.set_ylim(max(low - pad, 0.0), high + pad)
     ax.set_xlabel(unit)
-    ax.set_ylabel("validation error (%)")
+    ax.set_ylabel(f"validation error (%{_of(n_valid)})")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.suptitle(title or f"Validation error of the best {len(curves)} trials")

@@ -303,15 +303,20 @@ class RunDir:
 
     def kept(self) -> str:
         """The run's files that exist, with what they hold, e.g. ``best.safetensors (epoch 30, ...)``."""
+        from ..reporting import percent
+
         parts = []
         best = self._dir / BEST
         if best.is_file():
             meta = _metadata(best)
             figures = []
+            recorded = meta.get("config")  # the model's own optimizer: a run not yet opened says sgd
+            optimizer = recorded.get("optimizer", self.optimizer) if isinstance(recorded, dict) else self.optimizer
             if isinstance(meta.get("epoch"), int):
-                figures.append(f"{'epoch' if self.optimizer == 'sgd' else 'iteration'} {meta['epoch']}")
+                figures.append(f"{'epoch' if optimizer == 'sgd' else 'iteration'} {meta['epoch']}")
             if isinstance(meta.get("valid_error"), float):
-                figures.append(f"validation error {meta['valid_error'] * 100:.4f} %")
+                n_valid = meta.get("n_valid") if isinstance(meta.get("n_valid"), int) else None
+                figures.append(f"validation error {percent(meta['valid_error'], n_valid, 4)}")
             parts.append(f"the best model in {show_path(best)}" + (f" ({', '.join(figures)})" if figures else ""))
         checkpoint = self._dir / CHECKPOINT
         if checkpoint.is_file():

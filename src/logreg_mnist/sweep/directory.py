@@ -30,7 +30,7 @@ PLAN = "sweep.json"
 TRIALS_CSV = "trials.csv"
 TRIALS = "trials"
 BEST = "best"
-RESULT_COLUMNS = ("epochs", "valid_error", "test_error", "seconds", "worker", "status")
+RESULT_COLUMNS = ("epochs", "valid_error", "test_error", "seconds", "worker", "status", "n_valid", "n_test")
 
 
 def new_sweep_dir(base: str | os.PathLike = "sweeps") -> Path:
@@ -82,6 +82,8 @@ def trials_csv(plan: SweepPlan, results: dict[str, dict]) -> str:
                 f"{r['seconds']:.3f}",
                 r["worker"],
                 r["status"],
+                r.get("n_valid") or "",
+                r.get("n_test") or "",
             ]
         )
     return buf.getvalue()
@@ -107,6 +109,8 @@ def _from_run(run_dir: Path) -> dict | None:
         "valid_error": math.nan if diverged else history.best_valid_error,
         "test_error": math.nan if diverged else history.test_error,
         "status": "diverged" if diverged else "ok",
+        "n_valid": history.n_valid,  # the examples the errors are over
+        "n_test": history.n_test,
     }
 
 

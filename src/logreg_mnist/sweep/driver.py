@@ -15,6 +15,7 @@ from pathlib import Path
 
 from ..errors import ConfigError, LogregMnistError
 from ..persistence import atomic_write_text
+from ..reporting import percent
 from .cluster import dask_client, local_worker_count
 from .directory import BEST, PLAN, TRIALS, TRIALS_CSV, point_best, publish_run, ranking, read_results, trials_csv
 from .plan import SweepPlan, Trial, format_value
@@ -52,7 +53,7 @@ def _trial_line(plan: SweepPlan, trial: Trial, r: dict) -> str:
     # the chapter's protocol: trials are compared by validation error; only the chosen one's test error is shown
     return (
         f"trial {trial.index}/{len(plan.trials)} {trial.describe()}: {r['epochs']} {unit}, best validation "
-        f"error {r['valid_error'] * 100:f} %, {r['seconds']:.1f} s, on {r['worker']}"
+        f"error {percent(r['valid_error'], r.get('n_valid'))}, {r['seconds']:.1f} s, on {r['worker']}"
     )
 
 
@@ -60,7 +61,7 @@ def summary_table(result: SweepResult) -> str:
     """The finished trials sorted by validation error, as aligned text (test errors, which must not
     guide the choice, are left to ``trials.csv``)."""
     plan = result.plan
-    header = ["trial", *plan.swept, "epochs", "valid %", "seconds", "worker"]
+    header = ["trial", *plan.swept, "epochs", "validation error", "seconds", "worker"]
     rows = []
     for t in result.ranked:
         r = result.results[t.name]
@@ -70,7 +71,7 @@ def summary_table(result: SweepResult) -> str:
                 f"{t.index:03d}",
                 *(format_value(settings[k]) for k in plan.swept),
                 str(r["epochs"]),
-                f"{r['valid_error'] * 100:.6f}" if r["status"] == "ok" else r["status"],
+                percent(r["valid_error"], r.get("n_valid")) if r["status"] == "ok" else r["status"],
                 f"{r['seconds']:.1f}",
                 r["worker"],
             ]
@@ -161,9 +162,11 @@ def run_sweep(
                 echo(_trial_line(plan, trial, record))
         except KeyboardInterrupt:
             client.cancel(list(futures))
+            # trials.csv exists once a trial has finished: the line names only what is there
+            kept = f"kept in {out / TRIALS_CSV}" if results else "none kept yet"
             echo(
-                f"interrupted: {len(results)} of {len(plan.trials)} trials finished and kept in "
-                f"{out / TRIALS_CSV}; continue with: logreg-mnist sweep --resume {out}"
+                f"interrupted: {len(results)} of {len(plan.trials)} trials finished, {kept}; "
+                f"continue with: logreg-mnist sweep --resume {out}"
             )
             raise
     return result
@@ -175,6 +178,6 @@ def chosen_line(result: SweepResult) -> str:
         return "no trial finished without diverging: nothing chosen"
     r = result.results[best.name]
     return (
-        f"chosen: trial {best.index} ({best.describe()}): validation error {r['valid_error'] * 100:f} %, "
-        f"test error of its best model {r['test_error'] * 100:f} % ({result.directory / BEST})"
+        f"chosen: trial {best.index} ({best.describe()}): validation error {percent(r['valid_error'], r.get('n_valid'))}, "
+        f"test error of its best model {percent(r['test_error'], r.get('n_test'))} ({result.directory / BEST})"
     )

@@ -121,10 +121,20 @@ def format_value(value: Any) -> str:
     return str(value).lower() if isinstance(value, bool) else str(value)
 
 
+_ALIASES = {s.alias: name for name, s in HYPERPARAMETERS.items() if s.alias}  # lr -> learning_rate
+
+
 def _field_name(text: str, where: str) -> str:
+    """The TrainConfig field ``text`` names (``learning-rate``, ``lr``: ``learning_rate``), with a
+    "did you mean" for a close misspelling, as train's flags have."""
     name = text.strip().replace("-", "_")
+    name = _ALIASES.get(name, name)
     if name not in HYPERPARAMETERS:
-        raise ConfigError(f"{where}: expected a TrainConfig field ({', '.join(HYPERPARAMETERS)}), found {text!r}")
+        import difflib
+
+        close = difflib.get_close_matches(name, list(HYPERPARAMETERS), n=1, cutoff=0.6)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        raise ConfigError(f"{where}: expected a TrainConfig field ({', '.join(HYPERPARAMETERS)}), found {text!r}{hint}")
     return name
 
 
@@ -352,6 +362,7 @@ def make_plan(
         ConfigError: anything wrong with the plan, before anything starts.
     """
     swept = [spec.split("=", 1)[0].strip().replace("-", "_") for spec in [*grid, *ranges]]
+    swept = [_ALIASES.get(name, name) for name in swept]
     both = sorted({n for n in swept if fixed.get(n) is not None} - ({"seed"} if random is not None else set()))
     if both:
         raise ConfigError(f"{', '.join(both)}: given both as a fixed flag and as --grid/--range; keep one")

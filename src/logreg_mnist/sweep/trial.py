@@ -59,6 +59,7 @@ def run_trial(config: dict[str, Any], data: DataSource, train_options: dict[str,
 
     Returns:
         ``epochs``, ``valid_error`` and ``test_error`` (fractions; NaN when the run
+        diverged), ``n_valid`` and ``n_test`` (the examples they are over; None when
         diverged), ``seconds`` (training wall time), ``worker``, ``status`` ("ok" or
         "diverged") and ``files``: {path relative to the run directory: bytes}.
 
@@ -87,9 +88,11 @@ def run_trial(config: dict[str, Any], data: DataSource, train_options: dict[str,
             _, history = train(dataset, cfg, tmp, **options)
             status, epochs = "ok", history.epochs
             valid_error, test_error = history.best_valid_error, history.test_error
+            n_valid, n_test = history.n_valid, history.n_test
         except TrainingDivergedError:
             rows = read_history(tmp) if (Path(tmp) / HISTORY).is_file() else []
             status, epochs, valid_error, test_error = "diverged", (rows[-1]["epoch"] if rows else 0), math.nan, math.nan
+            n_valid = n_test = None
         seconds = time.perf_counter() - start
         files = {
             p.relative_to(tmp).as_posix(): p.read_bytes()  # hidden names: scratch and lock files
@@ -100,6 +103,8 @@ def run_trial(config: dict[str, Any], data: DataSource, train_options: dict[str,
         "epochs": epochs,
         "valid_error": valid_error,
         "test_error": test_error,
+        "n_valid": n_valid,
+        "n_test": n_test,
         "seconds": seconds,
         "worker": _worker_name(),
         "status": status,
