@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from logreg_mnist.data import write_idx
+from logreg_mnist.reporting import Reporter
 
 REPO = Path(__file__).resolve().parents[1]
 NAMES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
@@ -97,3 +98,34 @@ def cli_data_dir(tmp_path_factory) -> Path:
     directory = tmp_path_factory.mktemp("cli-data")
     write_dataset(directory, n_train=10_300, n_test=200, compress=False, seed=3)
     return directory
+
+
+@pytest.fixture(scope="session")
+def need_fused():
+    """The fused engine's kernel: CI builds it (LOGREG_MNIST_REQUIRE_FUSED=1 makes its absence a failure)."""
+    from logreg_mnist.engines.fused import available
+
+    if not available():
+        if os.environ.get("LOGREG_MNIST_REQUIRE_FUSED"):
+            pytest.fail("the fused engine's compiled kernel is required but not built (pip install -e .)")
+        pytest.skip("the fused engine's compiled kernel is not built")
+
+
+class InterruptAt(Reporter):
+    """A silent reporter that raises KeyboardInterrupt (as Ctrl-C does) at the first validation of ``epoch``."""
+
+    def __init__(self, epoch: int):
+        self.epoch = epoch
+
+    def validation(self, epoch, minibatch, n_batches, error):
+        if epoch == self.epoch:
+            raise KeyboardInterrupt
+
+
+def one_epoch_run(data_dir: Path, out: Path) -> Path:
+    """A run directory trained for one epoch on ``data_dir`` through the command line."""
+    from logreg_mnist.cli import main
+
+    assert main(["train", "--data-dir", str(data_dir), "--out", str(out), "--batch-size", "100", "--n-epochs", "1",
+                 "-q"]) == 0
+    return out

@@ -15,6 +15,8 @@ import pytest
 
 from logreg_mnist.cli import main
 
+from .conftest import one_epoch_run
+
 BAD = [
     # the command itself
     ([], "the following arguments are required: COMMAND"),
@@ -96,8 +98,7 @@ BAD = [
 def places(cli_data_dir, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("bad-arguments")
     run = tmp / "run"
-    assert main(["train", "--data-dir", str(cli_data_dir), "--out", str(run), "--batch-size", "100",
-                 "--n-epochs", "1", "-q"]) == 0
+    one_epoch_run(cli_data_dir, run)
     assert main(["train", "--data-dir", str(cli_data_dir), "--out", str(tmp / "cg"), "--optimizer", "cg",
                  "--max-iter", "2", "-q"]) == 0
     (tmp / "notes.txt").write_text("not a model, not a directory\n")

@@ -28,9 +28,8 @@ from logreg_mnist.engines.fused import available as fused_built
 from logreg_mnist.engines.numpy import NumpyEngine
 from logreg_mnist.errors import ConfigError
 from logreg_mnist.persistence import read_history
-from logreg_mnist.reporting import Reporter
 
-from .conftest import write_dataset
+from .conftest import InterruptAt, write_dataset
 
 B = 50
 # 337 training rows (437 - 100 validation): 6 whole minibatches and a short one of 37.
@@ -219,15 +218,6 @@ def test_parameters_round_trip(case, data, dtype):
     assert engine.count_errors("valid") == ref.count_errors("valid")
 
 
-class _InterruptAt(Reporter):
-    """Ctrl-C at the first validation of ``epoch``."""
-
-    def __init__(self, epoch):
-        self.epoch = epoch
-
-    def validation(self, epoch, minibatch, n_batches, error):
-        if epoch == self.epoch:
-            raise KeyboardInterrupt
 
 
 def test_an_interrupted_run_resumes_to_the_uninterrupted_result(case, data, tmp_path):
@@ -235,7 +225,7 @@ def test_an_interrupted_run_resumes_to_the_uninterrupted_result(case, data, tmp_
     options = {"engine": case.name, "max_resident": case.budget}
     ref_model, ref = train(data, config, tmp_path / "ref", **options)
     with pytest.raises(KeyboardInterrupt):
-        train(data, config, tmp_path / "run", reporter=_InterruptAt(epoch=4), **options)
+        train(data, config, tmp_path / "run", reporter=InterruptAt(epoch=4), **options)
     assert len(read_history(tmp_path / "run")) == 3
     model, history = train(data, config, tmp_path / "run", resume=True, **options)
     np.testing.assert_array_equal(model.W, ref_model.W)

@@ -15,7 +15,6 @@ from logreg_mnist.config import TrainConfig, preset
 from logreg_mnist.data import Dataset, Split
 from logreg_mnist.engines import available_engines, default_threads, make_engine, resolve
 from logreg_mnist.engines.base import SGDSettings, ThreadChooser
-from logreg_mnist.engines.fused import available as fused_built
 from logreg_mnist.engines.numpy import NumpyEngine
 from logreg_mnist.errors import ConfigError
 from logreg_mnist.train import train
@@ -24,13 +23,6 @@ from logreg_mnist.train import train
 TOLERANCE = {"float32": {"rtol": 1e-5, "atol": 1e-6}, "float64": {"rtol": 1e-12, "atol": 1e-13}}
 
 
-@pytest.fixture(scope="module")
-def need_fused():
-    """The fused engine's kernel: CI builds it (LOGREG_MNIST_REQUIRE_FUSED=1 makes its absence a failure)."""
-    if not fused_built():
-        if os.environ.get("LOGREG_MNIST_REQUIRE_FUSED"):
-            pytest.fail("the fused engine's compiled kernel is required but not built (pip install -e .)")
-        pytest.skip("the fused engine's compiled kernel is not built")
 
 
 def _dataset(n_train=230, n_valid=70, n_test=90, density=0.2, n_in=64, n_classes=10, seed=0) -> Dataset:

@@ -22,8 +22,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from logreg_mnist.engines.fused import available as fused_built
-
 ALLOWED = ("ValueError", "TypeError", "OverflowError")
 OTHER_DTYPES = ("uint8", "uint16", "int32", "int64", "float32", "float64", "bool", "complex64")
 N, N_IN, N_OUT, KP, BATCH = 230, 64, 10, 16, 50
@@ -239,12 +237,6 @@ def _child(batch: str) -> None:
 
 # ---- the tests -------------------------------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def need_fused():
-    if not fused_built():
-        if os.environ.get("LOGREG_MNIST_REQUIRE_FUSED"):
-            pytest.fail("the fused engine's compiled kernel is required but not built (pip install -e .)")
-        pytest.skip("the fused engine's compiled kernel is not built")
 
 
 def _run_batch(batch: str) -> list[dict]:

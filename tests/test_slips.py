@@ -25,6 +25,8 @@ from PIL import Image
 from logreg_mnist.cli import main
 from logreg_mnist.cli.parser import build_parser
 
+from .conftest import one_epoch_run
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -60,8 +62,7 @@ def _sweep_dir(path: Path, run: Path, data: Path, *, finished: bool) -> Path:
 def places(cli_data_dir, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("slips")
     run = tmp / "run"
-    assert main(["train", "--data-dir", str(cli_data_dir), "--out", str(run), "--batch-size", "100",
-                 "--n-epochs", "1", "-q"]) == 0
+    one_epoch_run(cli_data_dir, run)
     return {"data": str(cli_data_dir), "run": str(run), "image": str(_digit_png(tmp / "seven.png")),
             "sweep": str(_sweep_dir(tmp / "sweep", run, cli_data_dir, finished=True)),
             "unfinished": str(_sweep_dir(tmp / "unfinished", run, cli_data_dir, finished=False))}

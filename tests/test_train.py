@@ -15,7 +15,9 @@ from logreg_mnist.engines.base import SGDSettings
 from logreg_mnist.engines.numpy import NumpyEngine
 from logreg_mnist.errors import ConfigError, ModelFileError, TrainingDivergedError
 from logreg_mnist.persistence import read_history
-from logreg_mnist.reporting import ConsoleReporter, Reporter
+from logreg_mnist.reporting import ConsoleReporter
+
+from .conftest import InterruptAt
 
 
 class ScriptedEngine:
@@ -182,20 +184,13 @@ def test_drop_last_counts_whole_batches_only(tiny_data):
     assert engine.n_train_batches == 4 and engine.count_errors("test")[1] == 40
 
 
-class _InterruptAt(Reporter):
-    def __init__(self, epoch):
-        self.epoch = epoch
-
-    def validation(self, epoch, minibatch, n_batches, error):
-        if epoch == self.epoch:
-            raise KeyboardInterrupt
 
 
 def test_interrupt_then_resume_ends_where_an_uninterrupted_run_ends(tiny_data, tmp_path):
     config = TrainConfig(batch_size=20, learning_rate=0.05, patience=40, n_epochs=40)
     ref_model, ref = train(tiny_data, config, tmp_path / "ref")
     with pytest.raises(KeyboardInterrupt):
-        train(tiny_data, config, tmp_path / "run", reporter=_InterruptAt(epoch=4))
+        train(tiny_data, config, tmp_path / "run", reporter=InterruptAt(epoch=4))
     assert load_model(tmp_path / "run" / "best.safetensors")  # the best so far is on disk
     assert len(read_history(tmp_path / "run")) == 3
     model, history = train(tiny_data, config, tmp_path / "run", resume=True)
@@ -262,3 +257,4 @@ def test_tutorial_reproduction_on_real_mnist(real_mnist, capsys):
                              "test_error=7.4896 % of 9,600, stopped_by='patience')")
     assert out[-1].startswith("The code run for 74 epochs, with ")
     assert model.predict(real_mnist.test.images[:10]).tolist() == [7, 2, 1, 0, 4, 1, 4, 9, 6, 9]
+
