@@ -13,6 +13,9 @@ from logreg_mnist.data import write_idx
 from logreg_mnist.reporting import Reporter
 
 REPO = Path(__file__).resolve().parents[1]
+# The JAX platform the GPU engine's tests run on: JAX's CPU backend, unless the GPU check
+# (benchmarks/gpu_check.sh) sets "gpu" to run the same tests on the device.
+JAX_TEST_PLATFORM = os.environ.get("LOGREG_MNIST_TEST_JAX_PLATFORM", "cpu")
 NAMES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 
 
@@ -45,6 +48,16 @@ def real_mnist(real_mnist_dir):
     from logreg_mnist import load_mnist
 
     return load_mnist(real_mnist_dir, download=False, progress=False)
+
+
+def use_jax_test_platform(monkeypatch) -> str | None:
+    """Points the GPU engine at :data:`JAX_TEST_PLATFORM`; returns its ``platform`` argument
+    (None: a GPU, which the engine then insists on)."""
+    if JAX_TEST_PLATFORM == "gpu":
+        monkeypatch.delenv("LOGREG_MNIST_JAX_PLATFORM", raising=False)
+        return None
+    monkeypatch.setenv("LOGREG_MNIST_JAX_PLATFORM", JAX_TEST_PLATFORM)
+    return JAX_TEST_PLATFORM
 
 
 def make_digits(n: int, seed: int = 0, side: int = 28, n_classes: int = 10) -> tuple[np.ndarray, np.ndarray]:

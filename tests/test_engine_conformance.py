@@ -8,7 +8,7 @@ parameters, resumes an interrupted run to the uninterrupted result, and reads da
 over the memory budget in chunks (or is refused for them with a clear error).
 
 The cases: the reference (``numpy``), its chunked form, ``fused``, ``gpu`` (on JAX's
-CPU backend, resident and chunked) and ``tiny``, an engine written in this file and
+CPU backend, or on the device under ``LOGREG_MNIST_TEST_JAX_PLATFORM=gpu``; resident and chunked) and ``tiny``, an engine written in this file and
 registered for the test, as a new engine would be. The fused and gpu cases fail
 rather than skip when ``LOGREG_MNIST_REQUIRE_FUSED`` / ``LOGREG_MNIST_REQUIRE_JAX`` are set.
 """
@@ -29,7 +29,7 @@ from logreg_mnist.engines.numpy import NumpyEngine
 from logreg_mnist.errors import ConfigError
 from logreg_mnist.persistence import read_history
 
-from .conftest import InterruptAt, write_dataset
+from .conftest import InterruptAt, use_jax_test_platform, write_dataset
 
 B = 50
 # 337 training rows (437 - 100 validation): 6 whole minibatches and a short one of 37.
@@ -119,7 +119,7 @@ def _prepare(name: str, monkeypatch) -> None:
             import jax  # noqa: F401  (fails the test when JAX is required but missing)
         else:
             pytest.importorskip("jax")
-        monkeypatch.setenv("LOGREG_MNIST_JAX_PLATFORM", "cpu")
+        use_jax_test_platform(monkeypatch)
     if name == "tiny":  # registered as a new engine is: one entry
         monkeypatch.setitem(REGISTRY, "tiny", Entry(f"{__name__}:TinyEngine"))
 

@@ -1,7 +1,9 @@
 """The GPU engine (JAX), run on JAX's CPU backend: against the NumPy reference, chunked, selection, errors.
 
 JAX is in the ``test`` extra; where it is missing these tests skip, except under
-``LOGREG_MNIST_REQUIRE_JAX`` (set by CI), where they fail.
+``LOGREG_MNIST_REQUIRE_JAX`` (set by CI), where they fail. With
+``LOGREG_MNIST_TEST_JAX_PLATFORM=gpu`` (``benchmarks/gpu_check.sh``) the same tests run on
+a GPU, less the one that fakes a machine without one.
 """
 
 from __future__ import annotations
@@ -18,22 +20,24 @@ from logreg_mnist.engines.base import SGDSettings
 from logreg_mnist.engines.numpy import NumpyEngine
 from logreg_mnist.errors import ConfigError
 
-from .conftest import write_dataset
+from .conftest import JAX_TEST_PLATFORM, use_jax_test_platform, write_dataset
 
 B = 50
 # 337 training rows (437 - 100 validation): 6 whole minibatches and a short one of 37.
 N_TRAIN, N_VALID, N_TEST = 437, 100, 60
 TOL_W = 1e-6  # float32: XLA orders the matrix products' sums differently from NumPy's BLAS
+PLATFORM = None if JAX_TEST_PLATFORM == "gpu" else JAX_TEST_PLATFORM  # GpuEngine's platform argument
+cpu_backend_only = pytest.mark.skipif(JAX_TEST_PLATFORM == "gpu", reason="fakes a machine without a GPU")
 
 
 @pytest.fixture(scope="module", autouse=True)
-def jax_cpu():
+def jax_platform():
     if os.environ.get("LOGREG_MNIST_REQUIRE_JAX"):
         import jax  # noqa: F401  (fails the tests when JAX is required but missing)
     else:
         pytest.importorskip("jax")
     mp = pytest.MonkeyPatch()
-    mp.setenv("LOGREG_MNIST_JAX_PLATFORM", "cpu")
+    use_jax_test_platform(mp)
     yield
     mp.undo()
 
@@ -49,7 +53,13 @@ def _engines(data, dtype=np.float32, **gpu_kwargs):
     from logreg_mnist.engines.gpu import GpuEngine
 
     settings = SGDSettings(batch_size=B, learning_rate=0.13, l1=1e-4, l2=1e-3, dtype=dtype)
-    return NumpyEngine(data, settings), GpuEngine(data, settings, platform="cpu", **gpu_kwargs)
+    return NumpyEngine(data, settings), GpuEngine(data, settings, platform=PLATFORM, **gpu_kwargs)
+
+
+def test_the_engine_runs_on_the_platform_the_tests_ask_for(data):
+    _, gpu = _engines(data)
+    assert gpu.device.platform == ("gpu" if JAX_TEST_PLATFORM == "gpu" else JAX_TEST_PLATFORM)
+    assert make_engine("gpu", data, preset("default", batch_size=B)).device == gpu.device
 
 
 def test_gpu_engine_agrees_with_the_reference_after_each_chunk(data):
@@ -86,7 +96,7 @@ def test_chunks_copied_to_the_device_give_the_resident_result(data):
     config = preset("default", batch_size=B, n_epochs=3, patience=10)
     # each buffer: 60 rows, rounded down to 1 minibatch for training; the evaluation chunks
     # of 60 rows end inside a minibatch
-    chunked = GpuEngine(data, SGDSettings(batch_size=B, learning_rate=0.13), platform="cpu", max_resident=6 * 60 * 784)
+    chunked = GpuEngine(data, SGDSettings(batch_size=B, learning_rate=0.13), platform=PLATFORM, max_resident=6 * 60 * 784)
     assert chunked.chunked and chunked._rows["train"].streamed and chunked._rows["train"].chunk_rows == B
     assert chunked._rows["valid"].streamed and chunked._rows["valid"].chunk_rows == 60
     resident = make_engine("gpu", data, config)
@@ -116,6 +126,7 @@ def test_gpu_available_is_false_without_a_gpu_plugin(monkeypatch):
     assert gpu.gpu_available() is False
 
 
+@cpu_backend_only
 def test_engine_gpu_without_a_gpu_is_a_clear_user_error(data, monkeypatch, tmp_path, capsys, cli_data_dir):
     import jax
 
@@ -155,7 +166,7 @@ def test_engine_gpu_without_jax_is_a_clear_user_error(data, monkeypatch):
 
 
 @pytest.mark.realdata
-def test_tutorial_reproduction_on_the_cpu_backend(real_mnist):
+def test_tutorial_reproduction(real_mnist):
     config = preset("tutorial")
     _, history = train(real_mnist, config, engine=make_engine("gpu", real_mnist, config))
     assert history.epochs == 74
