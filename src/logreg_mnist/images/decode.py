@@ -2,7 +2,7 @@
 
 Limits, checked before any decoding: at most :data:`MAX_PIXELS` pixels (read from the
 image header) and at most ``max_decoded`` bytes once decoded (pixels x bands x bytes per
-band, :func:`decoded_bytes`; :data:`MAX_DECODED_BYTES` by default), :data:`MAX_BYTES` bytes for raw image data handed over in memory, PNG text
+band, ``decoded_bytes``; ``MAX_DECODED_BYTES`` by default), :data:`MAX_BYTES` bytes for raw image data handed over in memory, PNG text
 and ICC chunks up to Pillow's own caps. Every refusal is a one-line
 :class:`~logreg_mnist.errors.DataError`; no Pillow exception escapes.
 """
@@ -48,7 +48,7 @@ def decoded_bytes(image: Image.Image) -> int:
 
 
 def peek_decoded_bytes(data: bytes) -> int:
-    """:func:`decoded_bytes` of the image in ``data``, from its header alone; 0 when it is no image
+    """``decoded_bytes`` of the image in ``data``, from its header alone; 0 when it is no image
     (:func:`open_image` then says what is wrong)."""
     try:
         with warnings.catch_warnings():
@@ -69,7 +69,7 @@ def open_image(
     Args:
         source: a path, or the file's content as bytes.
         name: how to call the input in messages (default: the path, or ``<bytes>``).
-        max_decoded: the most bytes the decoded image may take (:func:`decoded_bytes`).
+        max_decoded: the most bytes the decoded image may take (``decoded_bytes``).
 
     Returns:
         The first frame, decoded, with its EXIF orientation applied; any mode Pillow
