@@ -44,7 +44,8 @@ from logreg_mnist.engines import available_engines, make_engine  # noqa: E402
 from logreg_mnist.train import train  # noqa: E402
 
 
-def machine() -> str:
+def cpu_model() -> str:
+    """``lscpu``'s model name (else what ``platform`` says)."""
     model = platform.processor() or platform.machine()
     try:
         out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
@@ -53,16 +54,22 @@ def machine() -> str:
                 model = line.split(":", 1)[1].strip()
     except (OSError, subprocess.CalledProcessError):
         pass
+    return model
+
+
+def machine() -> str:
+    model = cpu_model()
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return f"{model}, {cores} cores usable, load average {os.getloadavg()[0]:.1f} at start"
 
 
-class _Timed:
-    """Wraps an engine, adding up the seconds spent in train and count_errors."""
+class TimedEngine:
+    """Wraps an engine, adding up the seconds spent in train and count_errors, and the examples trained."""
 
     def __init__(self, engine):
         self._engine = engine
         self.train_s = self.eval_s = 0.0
+        self.examples = 0
 
     def __getattr__(self, name):
         return getattr(self._engine, name)
@@ -70,7 +77,9 @@ class _Timed:
     def train(self, batches):
         t = time.perf_counter()
         try:
-            return self._engine.train(batches)
+            result = self._engine.train(batches)
+            self.examples += result[1]
+            return result
         finally:
             self.train_s += time.perf_counter() - t
 
@@ -101,7 +110,7 @@ def throughput(data, engines: list[tuple[str, int | None]], repeat: int) -> None
             epochs, _, test = plain_numpy_loop(*arrays)
         runs.setdefault("plain NumPy loop, 1 BLAS thread", []).append((time.perf_counter() - t, epochs, test))
         for name, threads in engines:
-            engine = _Timed(make_engine(name, data, config, threads=threads))
+            engine = TimedEngine(make_engine(name, data, config, threads=threads))
             label = f"{engine.name} engine" + (f", {threads} thread{'s' if threads > 1 else ''}" if threads else "")
             t = time.perf_counter()
             _, history = train(data, config, None, engine=engine)
@@ -112,8 +121,8 @@ def throughput(data, engines: list[tuple[str, int | None]], repeat: int) -> None
     base = statistics.median(s for s, _, _ in runs["plain NumPy loop"])
     base_epochs = runs["plain NumPy loop"][0][1]
     print(f"\nTraining, tutorial preset in one process (median of {repeat}, alternated):")
-    print(f"| what | epochs | test error | seconds | epochs/s | vs plain NumPy loop |")
-    print(f"|---|---|---|---|---|---|")
+    print("| what | epochs | test error | seconds | epochs/s | vs plain NumPy loop |")
+    print("|---|---|---|---|---|---|")
     for label, rows in runs.items():
         seconds = statistics.median(s for s, _, _ in rows)
         epochs, test = rows[0][1], rows[0][2]

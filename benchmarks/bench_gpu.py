@@ -24,11 +24,9 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import resource
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -39,6 +37,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+from bench_engines import TimedEngine, cpu_model  # noqa: E402
 from bench_out_of_core import generate  # noqa: E402
 
 from logreg_mnist.config import preset  # noqa: E402
@@ -50,42 +49,8 @@ from logreg_mnist.train import train  # noqa: E402
 TUTORIAL_EPOCHS, TUTORIAL_TEST_ERROR = 74, 7.489583  # the reference's run, %
 
 
-class _Timed:
-    """Wraps an engine, adding up the seconds spent in train and count_errors."""
-
-    def __init__(self, engine):
-        self._engine = engine
-        self.train_s = self.eval_s = 0.0
-        self.examples = 0
-
-    def __getattr__(self, name):
-        return getattr(self._engine, name)
-
-    def train(self, batches):
-        t = time.perf_counter()
-        try:
-            result = self._engine.train(batches)
-            self.examples += result[1]
-            return result
-        finally:
-            self.train_s += time.perf_counter() - t
-
-    def count_errors(self, split):
-        t = time.perf_counter()
-        try:
-            return self._engine.count_errors(split)
-        finally:
-            self.eval_s += time.perf_counter() - t
-
-
 def machine(device) -> str:
-    model = platform.processor() or platform.machine()
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-        model = next((line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name:")),
-                     model)
-    except (OSError, subprocess.CalledProcessError):
-        pass
+    model = cpu_model()
     import jax
 
     kind = getattr(device, "device_kind", "?")
@@ -96,7 +61,7 @@ def tutorial(data, repeat: int) -> tuple[float, bool]:
     """Section 1 and 2; returns (examples/s inside train on resident MNIST, whether the run agrees)."""
     config = preset("tutorial")
     t = time.perf_counter()
-    engine = _Timed(make_engine("gpu", data, config))
+    engine = TimedEngine(make_engine("gpu", data, config))
     made = time.perf_counter() - t
     print(f"device: {machine(engine.device)}")
     t = time.perf_counter()
@@ -106,7 +71,7 @@ def tutorial(data, repeat: int) -> tuple[float, bool]:
           f"(compiling) {first:.2f} s, {history.epochs} epochs")
     runs = []
     for _ in range(repeat):
-        engine = _Timed(make_engine("gpu", data, config))
+        engine = TimedEngine(make_engine("gpu", data, config))
         t = time.perf_counter()
         model, history = train(data, config, None, engine=engine)
         runs.append((time.perf_counter() - t, engine.train_s, engine.eval_s, engine.examples))
@@ -153,7 +118,7 @@ def out_of_core(mnist, n_images: int, root: Path, max_resident: int, resident_ra
     data = load_mnist(directory, download=False, progress=False)
     loaded = time.perf_counter() - t
     config = preset("tutorial")
-    engine = _Timed(make_engine("gpu", data, config, max_resident=max_resident))
+    engine = TimedEngine(make_engine("gpu", data, config, max_resident=max_resident))
     if not engine.chunked:
         sys.exit(f"expected the {n_images:,} images to exceed --max-resident {format_size(max_resident)}")
     t = time.perf_counter()
