@@ -152,6 +152,11 @@ def load_model(path: str | os.PathLike) -> tuple[LogisticRegression, dict[str, A
     return LogisticRegression.from_params(W, b), meta
 
 
+def is_history_row(row: Any) -> bool:
+    """Whether ``row`` (a parsed ``history.jsonl`` line) is a run's row: an object with an integer ``epoch``."""
+    return isinstance(row, dict) and isinstance(row.get("epoch"), int)
+
+
 def read_history(path: str | os.PathLike) -> list[dict[str, Any]]:
     """The rows of a ``history.jsonl`` file (a run directory works too)."""
     path = Path(path)
@@ -168,7 +173,7 @@ def read_history(path: str | os.PathLike) -> list[dict[str, Any]]:
                         if not line.endswith("\n"):  # a last line cut short by a kill: never finished
                             break
                         raise ModelFileError(f"{path}:{n}: not a JSON line: {e}") from None
-                    if not isinstance(row, dict) or not isinstance(row.get("epoch"), int):
+                    if not is_history_row(row):
                         found = "an object without an integer 'epoch'" if isinstance(row, dict) else type(row).__name__
                         raise ModelFileError(
                             f"{path}:{n}: expected a JSON object with an integer 'epoch', found {found}"

@@ -15,7 +15,7 @@ import re
 import stat
 from pathlib import Path
 
-from ..persistence import BEST, CHECKPOINT, CONFIG, HISTORY, SNAPSHOTS
+from ..persistence import BEST, CHECKPOINT, CONFIG, HISTORY, SNAPSHOTS, is_history_row
 
 PLOTS = "plots"
 _PROBE_BYTES = 1 << 20  # a run's config.json is a few kB; more is read as foreign without parsing it
@@ -63,7 +63,7 @@ def is_run_config(path: Path) -> bool:
 
 
 def is_run_history(path: Path) -> bool:
-    """Whether every finished line of ``path`` is a run's row (an object with an integer epoch or iteration)."""
+    """Whether every finished line of ``path`` is a run's row (:func:`~logreg_mnist.persistence.is_history_row`)."""
     text = _read_text(path)
     if text is None:
         return False
@@ -75,7 +75,7 @@ def is_run_history(path: Path) -> bool:
             row = json.loads(line)
         except ValueError:
             return False
-        if not (isinstance(row, dict) and any(isinstance(row.get(k), int) for k in ("epoch", "iteration"))):
+        if not is_history_row(row):
             return False
     return True
 
