@@ -74,7 +74,7 @@ def test_an_edited_trials_csv_does_not_change_the_choice(sweep, capsys):
     assert main(["sweep", "--resume", str(sweep)]) == 0
     out = capsys.readouterr().out
     chosen = out.split("chosen: ")[1].splitlines()[0]
-    assert chosen.startswith(f"trial {int(best.split('-')[0])} ") and "99" not in out, out
+    assert chosen.startswith(f"trial {int(best.split('-')[0])} ") and "99.000000" not in out, out  # the faked error, as a table prints it (a temporary path may hold "99")
     assert (sweep / "best").resolve().name == best
 
 
