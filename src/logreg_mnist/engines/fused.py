@@ -119,10 +119,22 @@ class FusedEngine:
     def __init__(
         self, data: Dataset, settings: SGDSettings, *, threads: int | None = None, max_resident: int | None = None
     ):
+        self._setup(data, settings, threads)  # max_resident: the data are held in memory
+        self._rows = {}
+        for s in ("train", "valid", "test"):
+            pixels = data.split(s).pixels
+            assert pixels is not None  # checked by _setup
+            self._rows[s] = _layout(pixels)
+            if self._rows[s].sparse:
+                release_pages(pixels)  # the CSR copy is what is read from now on
+        self._rows["train"].add_minibatch_columns(self._n_train_rows, self.batch_size)
+
+    def _setup(self, data: Dataset, settings: SGDSettings, threads: int | None) -> None:
+        """Everything but the data's layouts: the checks, the labels, the parameters, the scratch."""
         from . import default_threads
 
         batch_size, learning_rate, l1, l2 = settings.batch_size, settings.learning_rate, settings.l1, settings.l2
-        drop_last, dtype = settings.drop_last, settings.dtype  # max_resident: the data are held in memory
+        drop_last, dtype = settings.drop_last, settings.dtype
 
         kernel_info()  # raises when not built
         if any(data.split(s).pixels is None for s in ("train", "valid", "test")):
@@ -145,13 +157,6 @@ class FusedEngine:
         self.kp = -(-self.n_out // per_line) * per_line  # row stride: whole cache lines
         if self.kp > _fused.KP_MAX:
             raise ConfigError(f"engine 'fused': expected at most 256 classes, found {self.n_out}")
-        self._rows = {}
-        for s in ("train", "valid", "test"):
-            pixels = data.split(s).pixels
-            assert pixels is not None  # checked above
-            self._rows[s] = _layout(pixels)
-            if self._rows[s].sparse:
-                release_pages(pixels)  # the CSR copy is what is read from now on
         self._y = {s: np.ascontiguousarray(data.split(s).labels, dtype=np.int64) for s in ("train", "valid", "test")}
         for s, y in self._y.items():
             if len(y) and (y.min() < 0 or y.max() >= self.n_out):
@@ -160,7 +165,6 @@ class FusedEngine:
         n = len(self._y["train"])
         self.n_train_batches = n_batches(n, batch_size, drop_last)
         self._n_train_rows = self.n_train_batches * batch_size if drop_last else n
-        self._rows["train"].add_minibatch_columns(self._n_train_rows, batch_size)
         self.W = _aligned_zeros((self.n_in, self.kp), self.dtype)
         self.b = _aligned_zeros((self.kp,), self.dtype)
         self._D = _aligned_zeros((batch_size, self.kp), self.dtype)
@@ -187,37 +191,47 @@ class FusedEngine:
         return self.W[:, : self.n_out].copy(), self.b[: self.n_out].copy()
 
     def train(self, batches: range) -> tuple[float, int]:
-        if not len(batches):
-            return 0.0, 0
-        if batches.step != 1 or batches.start < 0 or batches.stop > self.n_train_batches:
+        self._check(batches)
+        rows = self._rows["train"]
+        return self._run(rows, self._y["train"], batches.start, batches.stop, self._n_train_rows, 0.0)
+
+    def _check(self, batches: range) -> None:
+        if len(batches) and (batches.step != 1 or batches.start < 0 or batches.stop > self.n_train_batches):
             raise ValueError(f"expected consecutive minibatches within 0-{self.n_train_batches - 1}, found {batches}")
-        total, count = 0.0, 0
-        start = batches.start
-        while start < batches.stop:
+
+    def _run(
+        self, layout: _fused.Layout, labels: np.ndarray, start: int, stop: int, n_rows: int, nll: float
+    ) -> tuple[float, int]:
+        """SGD steps on the minibatches ``start`` to ``stop - 1`` of ``layout`` (the first ``n_rows`` of its
+        rows, ``labels`` theirs), with the thread count the chooser picks: (nll + their NLL, examples)."""
+        total, count = nll, 0
+        while start < stop:
             threads = self._chooser.pick()
             # A thread count being tried (or tried again) runs a few minibatches only, so that
             # a bad choice on a busy machine costs little.
             trying = threads != self._chooser.current or not self._chooser.measured(threads)
-            stop = min(batches.stop, start + PROBE_BATCHES) if trying else batches.stop
+            end = min(stop, start + PROBE_BATCHES) if trying else stop
             began = time.perf_counter()
-            total, c = self._steps(start, stop, threads, total)
-            self._chooser.record(threads, time.perf_counter() - began, stop - start)
-            count, start = count + c, stop
+            total = self._steps(layout, labels, start, end, n_rows, threads, total)
+            self._chooser.record(threads, time.perf_counter() - began, end - start)
+            count += min(end * self.batch_size, n_rows) - start * self.batch_size
+            start = end
         return total, count
 
-    def _steps(self, start: int, stop: int, threads: int, nll: float) -> tuple[float, int]:
-        """Minibatches ``start`` to ``stop - 1`` in one call into the kernel: (nll + their NLL, examples)."""
-        row0 = start * self.batch_size
-        total = _fused.sgd(
-            layout=self._rows["train"],
-            labels=self._y["train"],
+    def _steps(
+        self, layout: _fused.Layout, labels: np.ndarray, start: int, stop: int, n_rows: int, threads: int, nll: float
+    ) -> float:
+        """Minibatches ``start`` to ``stop - 1`` of ``layout`` in one call into the kernel: nll + their NLL."""
+        return _fused.sgd(
+            layout=layout,
+            labels=labels,
             W=self.W,
             b=self.b,
             D=self._D,
             G=self._G,
             nll=self._nll,
-            row0=row0,
-            n_rows=self._n_train_rows,
+            row0=start * self.batch_size,
+            n_rows=n_rows,
             batch_size=self.batch_size,
             n_batches=stop - start,
             lr=self.lr,
@@ -227,7 +241,6 @@ class FusedEngine:
             threads=threads,
             total=nll,
         )
-        return total, min(stop * self.batch_size, self._n_train_rows) - row0
 
     def counted(self, split: str) -> int:
         """How many examples of ``split`` are scored."""
@@ -235,13 +248,17 @@ class FusedEngine:
 
     def count_errors(self, split: str) -> tuple[int, int]:
         n = self.counted(split)
+        return self._errors(self._rows[split], self._y[split], n), n
+
+    def _errors(self, layout: _fused.Layout, labels: np.ndarray, n_rows: int) -> int:
+        """Misclassified rows among the first ``n_rows`` of ``layout`` (``labels`` theirs)."""
         wrong = _fused.errors(
-            layout=self._rows[split],
-            labels=self._y[split],
+            layout=layout,
+            labels=labels,
             W=self.W,
             b=self.b,
-            n_rows=n,
+            n_rows=n_rows,
             n_out=self.n_out,
             threads=self._chooser.current,
         )
-        return int(wrong), n
+        return int(wrong)
