@@ -16,6 +16,9 @@
 
 #include <stdlib.h>
 #include <string.h>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 typedef struct {
     PyObject_HEAD
@@ -30,31 +33,61 @@ typedef struct {
     int64_t *indptr, *colcum, *colptr;
 } Layout;
 
+typedef uint8_t u8x16 __attribute__((vector_size(16)));
+
+/* The non-zero bytes of p[0:16], one bit each (bit k: p[k] != 0). */
+static inline uint32_t nonzero16(const uint8_t *p)
+{
+#if defined(__SSE2__)
+    const __m128i v = _mm_loadu_si128((const __m128i *)p);
+    return ~(uint32_t)_mm_movemask_epi8(_mm_cmpeq_epi8(v, _mm_setzero_si128())) & 0xffffu;
+#else
+    uint32_t m = 0;
+    for (int k = 0; k < 16; k++) m |= (uint32_t)(p[k] != 0) << k;
+    return m;
+#endif
+}
+
+/* The non-zero bytes of row[0:d], 16 at a time in byte counters (at most 255 blocks each). */
+static int64_t count_row(const uint8_t *row, int64_t d)
+{
+    int64_t c = 0, j = 0;
+    while (j + 16 <= d) {
+        u8x16 acc = {0};
+        const int64_t end = d - j > 16 * 255 ? j + 16 * 255 : d;
+        for (; j + 16 <= end; j += 16) {
+            u8x16 v;
+            memcpy(&v, row + j, 16);
+            acc -= (u8x16)(v != 0);  /* -1 where non-zero */
+        }
+        for (int k = 0; k < 16; k++) c += acc[k];
+    }
+    for (; j < d; j++) c += row[j] != 0;
+    return c;
+}
+
 /* indptr[r + 1] = indptr[r] + the non-zeros of row r. */
 static void count_rows(const uint8_t *pix, int64_t n, int64_t d, int64_t *indptr)
 {
     indptr[0] = 0;
-    for (int64_t r = 0; r < n; r++) {
-        const uint8_t *row = pix + r * d;
-        int64_t c = 0;
-        for (int64_t j = 0; j < d; j++) c += row[j] != 0;
-        indptr[r + 1] = indptr[r] + c;
-    }
+    for (int64_t r = 0; r < n; r++) indptr[r + 1] = indptr[r] + count_row(pix + r * d, d);
 }
 
-/* The non-zeros of each row (columns increasing), and col[j] += the non-zeros of column j. */
+/* The non-zeros of each row (columns increasing), and col[j] += the non-zeros of column j. A block of
+ * 32 pixels is one bit mask; its set bits are walked (MNIST rows are mostly zero). */
 static void fill_rows(const uint8_t *pix, int64_t n, int64_t d, const int64_t *indptr, uint16_t *idx,
                       uint8_t *val, int64_t *col)
 {
     for (int64_t r = 0; r < n; r++) {
         const uint8_t *row = pix + r * d;
         int64_t p = indptr[r], j = 0;
-        for (; j + 8 <= d; j += 8) {  /* MNIST rows are mostly zero: skip 8 zero bytes at a time */
-            uint64_t word;
-            memcpy(&word, row + j, 8);
-            if (!word) continue;
-            for (int64_t q = j; q < j + 8; q++)
-                if (row[q]) { idx[p] = (uint16_t)q; val[p] = row[q]; col[q]++; p++; }
+        for (; j + 32 <= d; j += 32) {
+            uint32_t m = nonzero16(row + j) | nonzero16(row + j + 16) << 16;
+            while (m) {
+                const int64_t q = j + __builtin_ctz(m);
+                idx[p] = (uint16_t)q; val[p] = row[q]; col[q]++; p++;
+                m &= m - 1;
+            }
         }
         for (; j < d; j++)
             if (row[j]) { idx[p] = (uint16_t)j; val[p] = row[j]; col[j]++; p++; }
