@@ -129,8 +129,9 @@ class FusedEngine:
                 release_pages(pixels)  # the CSR copy is what is read from now on
         self._rows["train"].add_minibatch_columns(self._n_train_rows, self.batch_size)
 
-    def _setup(self, data: Dataset, settings: SGDSettings, threads: int | None) -> None:
-        """Everything but the data's layouts: the checks, the labels, the parameters, the scratch."""
+    def _setup(self, data: Dataset, settings: SGDSettings, threads: int | None, spare: int = 0) -> None:
+        """Everything but the data's layouts: the checks, the labels, the parameters, the scratch.
+        ``spare``: cores left to other threads of the engine when ``threads`` is None."""
         from . import default_threads
 
         batch_size, learning_rate, l1, l2 = settings.batch_size, settings.learning_rate, settings.l1, settings.l2
@@ -144,7 +145,7 @@ class FusedEngine:
         self.dtype = np.dtype(dtype)
         if self.dtype not in (np.float32, np.float64):
             raise ConfigError(f"engine 'fused': expected dtype float32 or float64, found {self.dtype}")
-        self.threads = int(threads or default_threads())
+        self.threads = int(threads or max(1, default_threads() - spare))
         if self.threads < 1:
             raise ConfigError(f"threads: expected an integer >= 1, found {threads}")
         self._chooser = ThreadChooser(self.threads, fixed=threads is not None)
