@@ -85,6 +85,9 @@ def test_auto_takes_the_chunked_fused_engine_for_data_over_the_budget(tiny_data)
     engine = make_engine("fused", tiny_data, config, max_resident=TINY_BUDGET)
     assert type(engine) is ChunkedFusedEngine and engine.name == "fused"
     assert engine._span == {"train": 10, "valid": 10, "test": 10}
+    cores = engine.threads
+    assert engine._chooser.options == tuple(dict.fromkeys((cores, cores - 1, 1)))  # and one fewer, for the reader
+    assert make_engine("fused", tiny_data, config, threads=1, max_resident=TINY_BUDGET)._chooser.options == (1,)
     if "gpu" not in available_engines():
         assert type(make_engine("auto", tiny_data, config, max_resident=TINY_BUDGET)) is ChunkedFusedEngine
         assert type(make_engine("auto", tiny_data, config)).__name__ == "FusedEngine"
@@ -144,3 +147,19 @@ def test_a_file_truncated_while_training_is_a_clear_error(tmp_path):
         engine.train(range(2, 6))
     with pytest.raises(DataError, match="changed size"):
         engine.count_errors("valid")
+
+
+def test_a_layout_asked_to_be_dense_counts_its_pixels_only_when_asked():
+    from logreg_mnist.engines.fused import _fused
+
+    pixels = _dense(300, 4).pixels
+    layout = _fused.Layout(pixels, dense_above=0.0)  # dense for any non-zero pixel: no count needed
+    assert not layout.sparse and layout.minibatch_size is None
+    assert layout.nnz == np.count_nonzero(pixels)
+    assert layout.density == np.count_nonzero(pixels) / pixels.size
+    empty = _fused.Layout(np.zeros((20, N_IN), np.uint8), dense_above=0.0)  # nothing non-zero: sparse
+    assert empty.sparse and empty.nnz == 0 and empty.density == 0.0
+    wide = np.zeros((3, 70_000), np.uint8)
+    wide[1, 5] = 7
+    layout = _fused.Layout(wide, dense_above=1.0)  # too wide for uint16 column indices: dense
+    assert not layout.sparse and layout.nnz == 1

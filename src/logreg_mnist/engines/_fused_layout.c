@@ -26,7 +26,7 @@ typedef struct {
     Py_buffer pixels;  /* held (dense layouts only): the rows read in place */
     int held;
     int building;      /* add_minibatch_columns is running (with the GIL released) */
-    int64_t nnz;
+    int64_t nnz;       /* -1 until counted (a dense layout made without counting: counted when asked) */
     double density;
     uint8_t *val, *cval;  /* owned, or NULL */
     uint16_t *idx, *crow;
@@ -64,6 +64,21 @@ static int64_t count_row(const uint8_t *row, int64_t d)
     }
     for (; j < d; j++) c += row[j] != 0;
     return c;
+}
+
+/* Whether any of p[0:count] is non-zero (stops at the first 64 bytes that hold one). */
+static int any_nonzero(const uint8_t *p, int64_t count)
+{
+    int64_t i = 0;
+    for (; i + 64 <= count; i += 64) {
+        uint64_t w[8], any = 0;
+        memcpy(w, p + i, 64);
+        for (int k = 0; k < 8; k++) any |= w[k];
+        if (any) return 1;
+    }
+    for (; i < count; i++)
+        if (p[i]) return 1;
+    return 0;
 }
 
 /* indptr[r + 1] = indptr[r] + the non-zeros of row r. */
@@ -150,16 +165,28 @@ static PyObject *layout_new(PyTypeObject *type, PyObject *args, PyObject *kwargs
     self->pixels = pix.view;  /* the Layout now holds the buffer */
     self->held = 1;
     const uint8_t *pixels = pix.view.buf;
-    if (!(self->indptr = alloc_array(n + 1, sizeof(int64_t), "indptr"))
-        || !(self->colcum = alloc_array(d + 1, sizeof(int64_t), "colcum"))) goto fail;
-    Py_BEGIN_ALLOW_THREADS
-    count_rows(pixels, n, d, self->indptr);
-    Py_END_ALLOW_THREADS
-    self->nnz = self->indptr[n];
-    self->density = (double)self->nnz / (double)(n * d > 1 ? n * d : 1);
+    if (!(self->colcum = alloc_array(d + 1, sizeof(int64_t), "colcum"))) goto fail;
+    /* Dense without counting: rows too wide for uint16 column indices, or any non-zero pixel when
+       dense_above is 0 (what a caller that has chosen the dense form asks: the first non-zero ends
+       the scan). Otherwise the non-zeros are counted, row by row, and the density decides. */
+    int count = d <= SPARSE_MAX_IN;
+    if (count && dense_above == 0) {
+        Py_BEGIN_ALLOW_THREADS
+        count = !any_nonzero(pixels, n * d);
+        Py_END_ALLOW_THREADS
+    }
+    self->nnz = -1;
+    if (count) {
+        if (!(self->indptr = alloc_array(n + 1, sizeof(int64_t), "indptr"))) goto fail;
+        Py_BEGIN_ALLOW_THREADS
+        count_rows(pixels, n, d, self->indptr);
+        Py_END_ALLOW_THREADS
+        self->nnz = self->indptr[n];
+        self->density = (double)self->nnz / (double)(n * d > 1 ? n * d : 1);
+    }
     int64_t *col = self->colcum + 1;
     memset(self->colcum, 0, sizeof(int64_t) * (size_t)(d + 1));
-    if (d <= SPARSE_MAX_IN && self->density <= dense_above) {
+    if (count && self->density <= dense_above) {
         if (!(self->idx = alloc_array(self->nnz, sizeof(uint16_t), "indices"))
             || !(self->val = alloc_array(self->nnz, sizeof(uint8_t), "values"))) goto fail;
         Py_BEGIN_ALLOW_THREADS
@@ -224,10 +251,21 @@ static PyObject *add_minibatch_columns(Layout *self, PyObject *args, PyObject *k
 }
 
 static PyObject *get_sparse(Layout *self, void *c) { return PyBool_FromLong(self->rows.idx != NULL); }
-static PyObject *get_density(Layout *self, void *c) { return PyFloat_FromDouble(self->density); }
+/* A dense layout made without counting counts its (held) pixels when first asked. */
+static void counted(Layout *self)
+{
+    if (self->nnz >= 0) return;
+    const int64_t n = self->rows.n, d = self->rows.n_in;
+    int64_t nnz = 0;
+    for (int64_t r = 0; r < n; r++) nnz += count_row(self->rows.val + r * d, d);
+    self->nnz = nnz;
+    self->density = (double)nnz / (double)(n * d > 1 ? n * d : 1);
+}
+
+static PyObject *get_density(Layout *self, void *c) { counted(self); return PyFloat_FromDouble(self->density); }
 static PyObject *get_n(Layout *self, void *c) { return PyLong_FromLongLong(self->rows.n); }
 static PyObject *get_n_in(Layout *self, void *c) { return PyLong_FromLong(self->rows.n_in); }
-static PyObject *get_nnz(Layout *self, void *c) { return PyLong_FromLongLong(self->nnz); }
+static PyObject *get_nnz(Layout *self, void *c) { counted(self); return PyLong_FromLongLong(self->nnz); }
 
 static PyObject *get_batch(Layout *self, void *c)
 {
