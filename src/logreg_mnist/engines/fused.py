@@ -131,7 +131,8 @@ class FusedEngine:
 
     def _setup(self, data: Dataset, settings: SGDSettings, threads: int | None, spare: int = 0) -> None:
         """Everything but the data's layouts: the checks, the labels, the parameters, the scratch.
-        ``spare``: cores left to other threads of the engine when ``threads`` is None."""
+        ``spare``: cores that other threads of the engine may want; unless ``threads`` is given,
+        that many fewer threads are also tried."""
         from . import default_threads
 
         batch_size, learning_rate, l1, l2 = settings.batch_size, settings.learning_rate, settings.l1, settings.l2
@@ -145,10 +146,10 @@ class FusedEngine:
         self.dtype = np.dtype(dtype)
         if self.dtype not in (np.float32, np.float64):
             raise ConfigError(f"engine 'fused': expected dtype float32 or float64, found {self.dtype}")
-        self.threads = int(threads or max(1, default_threads() - spare))
+        self.threads = int(threads or default_threads())
         if self.threads < 1:
             raise ConfigError(f"threads: expected an integer >= 1, found {threads}")
-        self._chooser = ThreadChooser(self.threads, fixed=threads is not None)
+        self._chooser = ThreadChooser(self.threads, fixed=threads is not None, also=(self.threads - spare,))
         self.batch_size = batch_size
         self.lr = float(self.dtype.type(learning_rate))
         self.l1, self.l2x2 = float(l1), float(2 * l2)

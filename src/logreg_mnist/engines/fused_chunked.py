@@ -27,8 +27,10 @@ same choice). A dense split's chunk with no non-zero pixel at all is kept sparse
 which gives the same sums (every term is zero).
 
 Threading: the reader thread, and the kernel's OpenMP threads, chosen as the in-memory
-engine chooses them but from one core fewer (the reader's: a kernel thread that waits
-for its core holds up the others at each of the kernel's barriers).
+engine chooses them, by measured speed, but among three counts: all the cores, one
+fewer (the reader's: a kernel thread that waits for its core holds up the others at
+each of the kernel's barriers, which matters where the reader is busy: many cores, or
+sparse data) and one.
 """
 
 from __future__ import annotations
@@ -61,9 +63,9 @@ class ChunkedFusedEngine(FusedEngine):
         data: the dataset; its uint8 ``pixels`` are required (memory-mapped IDX files
             are read by position, in-memory arrays are sliced).
         settings: as for :class:`~.fused.FusedEngine`.
-        threads: the kernel's OpenMP threads, always this many; None: up to the cores this
-            process may run on less one, which the reader thread takes (at least one), or one
-            when that is measured to be faster.
+        threads: the kernel's OpenMP threads, always this many; None: the cores this process
+            may run on, one fewer (left to the reader thread) or one, whichever is measured
+            to be fastest.
         max_resident: the memory budget in bytes (None: the default); each split is
             read in chunks of a twelfth of it (rounded down to whole minibatches for
             training, at least one; see :func:`~logreg_mnist.data.stream.chunk_bytes_for`),
