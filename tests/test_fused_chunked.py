@@ -113,6 +113,7 @@ def test_the_next_chunk_is_made_by_the_reader_thread_ahead_of_its_use(tiny_data,
     assert [m[:2] for m in made[2:]] == [("train", r) for r in range(20, 100, 10)] + [("train", 0)]
     assert all(name.startswith("logreg-mnist-layout") for *_, name in made)
     engine.train(range(0, 1))  # the next epoch starts on the chunk made ahead
+    engine._ahead["train"][1].result()
     assert [m[:2] for m in made[11:]] == [("train", 10)]
 
 
@@ -163,3 +164,15 @@ def test_a_layout_asked_to_be_dense_counts_its_pixels_only_when_asked():
     wide[1, 5] = 7
     layout = _fused.Layout(wide, dense_above=1.0)  # too wide for uint16 column indices: dense
     assert not layout.sparse and layout.nnz == 1
+
+
+def test_the_thread_count_is_chosen_once_per_call_not_once_per_chunk(tiny_data, monkeypatch):
+    from logreg_mnist.engines.fused_chunked import ChunkedFusedEngine
+
+    engine = ChunkedFusedEngine(tiny_data, SGDSettings(batch_size=10, learning_rate=0.1), max_resident=TINY_BUDGET)
+    engine.train(range(0, 10))  # every choice measured (a few minibatches each)
+    picks = []
+    pick = engine._chooser.pick
+    monkeypatch.setattr(engine._chooser, "pick", lambda: picks.append(pick()) or picks[-1])
+    engine.train(range(0, 10))  # ten chunks of one minibatch
+    assert len(picks) in (1, 2)  # the choice, and at most one trial of another count (8 minibatches)

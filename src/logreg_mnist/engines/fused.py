@@ -47,6 +47,7 @@ chapter's 74 epochs and 7.489583 % (tests/test_engines.py, tests/test_train.py).
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 
 import numpy as np
 
@@ -61,6 +62,8 @@ except ImportError:  # the optional extension was not built
     _fused = None  # type: ignore[assignment]
 
 PROBE_BATCHES = 8  # minibatches run with a thread count being tried
+# minibatches start to stop - 1 of the first n_rows rows of a layout: (layout, labels, start, stop, n_rows)
+Segment = tuple["_fused.Layout", np.ndarray, int, int, int]
 DENSE_ABOVE = 0.5  # a split with more than this fraction of non-zero pixels is used dense
 
 
@@ -194,30 +197,38 @@ class FusedEngine:
 
     def train(self, batches: range) -> tuple[float, int]:
         self._check(batches)
-        rows = self._rows["train"]
-        return self._run(rows, self._y["train"], batches.start, batches.stop, self._n_train_rows, 0.0)
+        return self._run([(self._rows["train"], self._y["train"], batches.start, batches.stop, self._n_train_rows)])
 
     def _check(self, batches: range) -> None:
         if len(batches) and (batches.step != 1 or batches.start < 0 or batches.stop > self.n_train_batches):
             raise ValueError(f"expected consecutive minibatches within 0-{self.n_train_batches - 1}, found {batches}")
 
-    def _run(
-        self, layout: _fused.Layout, labels: np.ndarray, start: int, stop: int, n_rows: int, nll: float
-    ) -> tuple[float, int]:
-        """SGD steps on the minibatches ``start`` to ``stop - 1`` of ``layout`` (the first ``n_rows`` of its
-        rows, ``labels`` theirs), with the thread count the chooser picks: (nll + their NLL, examples)."""
-        total, count = nll, 0
-        while start < stop:
-            threads = self._chooser.pick()
-            # A thread count being tried (or tried again) runs a few minibatches only, so that
-            # a bad choice on a busy machine costs little.
-            trying = threads != self._chooser.current or not self._chooser.measured(threads)
-            end = min(stop, start + PROBE_BATCHES) if trying else stop
-            began = time.perf_counter()
-            total = self._steps(layout, labels, start, end, n_rows, threads, total)
-            self._chooser.record(threads, time.perf_counter() - began, end - start)
-            count += min(end * self.batch_size, n_rows) - start * self.batch_size
-            start = end
+    def _run(self, segments: Iterable[Segment]) -> tuple[float, int]:
+        """SGD steps on each segment's minibatches in turn (``(layout, labels, start, stop, n_rows)``: the
+        minibatches ``start`` to ``stop - 1`` of the first ``n_rows`` rows of ``layout``, ``labels``
+        theirs), with the thread count the chooser picks once per call (or per trial):
+        (their summed NLL, examples)."""
+        total, count = 0.0, 0
+        threads, left = 0, 0  # the thread count in use (0: none yet), minibatches left to try it on (-1: all)
+        began = time.perf_counter()  # the time a segment takes to come (a chunk being read) counts too
+        for layout, labels, start, stop, n_rows in segments:
+            while start < stop:
+                if not threads:
+                    threads = self._chooser.pick()
+                    # A thread count being tried (or tried again) runs a few minibatches only, so that
+                    # a bad choice on a busy machine costs little.
+                    trying = threads != self._chooser.current or not self._chooser.measured(threads)
+                    left = PROBE_BATCHES if trying else -1
+                end = stop if left < 0 else min(stop, start + left)
+                total = self._steps(layout, labels, start, end, n_rows, threads, total)
+                now = time.perf_counter()
+                self._chooser.record(threads, now - began, end - start)
+                began = now
+                count += min(end * self.batch_size, n_rows) - start * self.batch_size
+                if left > 0:
+                    left -= end - start
+                    threads = threads if left else 0  # a trial ends: choose again
+                start = end
         return total, count
 
     def _steps(

@@ -35,6 +35,7 @@ sparse data) and one.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import NamedTuple
 
@@ -43,7 +44,7 @@ import numpy as np
 from ..data import Dataset
 from ..data.stream import Rows, chunk_bytes_for
 from .base import SGDSettings
-from .fused import DENSE_ABOVE, FusedEngine, _fused
+from .fused import DENSE_ABOVE, FusedEngine, Segment, _fused
 
 SPLITS = ("train", "valid", "test")
 
@@ -104,16 +105,18 @@ class ChunkedFusedEngine(FusedEngine):
 
     def train(self, batches: range) -> tuple[float, int]:
         self._check(batches)
-        total, count = 0.0, 0
+        return self._run(self._segments(batches))
+
+    def _segments(self, batches: range) -> Iterator[Segment]:
+        """The chunks that hold ``batches``, each as the minibatches of it to run, made as they are asked for."""
         per = self._span["train"] // self.batch_size if self._rows["train"].chunked else self.n_train_batches
         b = batches.start
         while b < batches.stop:
             first = b // per * per  # the chunk's first minibatch
             chunk = self._chunk("train", first * self.batch_size)
             stop = min(batches.stop, first + per)
-            total, c = self._run(chunk.layout, chunk.labels, b - first, stop - first, chunk.n_rows, total)
-            count, b = count + c, stop
-        return total, count
+            yield chunk.layout, chunk.labels, b - first, stop - first, chunk.n_rows
+            b = stop
 
     def count_errors(self, split: str) -> tuple[int, int]:
         n, wrong = self._used[split], 0
