@@ -3,15 +3,17 @@
 :class:`ChunkedFusedEngine` runs the fused engine's kernel (:mod:`.fused`) on splits that
 are never resident as a whole. Each split is cut into chunks of whole minibatches
 (evaluation: of rows) on a fixed grid; one reader thread reads a chunk's uint8 rows
-from the IDX file (:meth:`logreg_mnist.data.stream.Rows.read`, positioned reads into
-one reused buffer) and builds from them the chunk's ``_fused.Layout`` (its rows'
-non-zeros, and for training each minibatch's non-zeros by column) while the kernel
-trains on the chunk before it. The reads and the layout building release the GIL.
+from the IDX file (:meth:`logreg_mnist.data.stream.Rows.read`, positioned reads) and
+builds from them the chunk's ``_fused.Layout`` (its rows' non-zeros, and for training
+each minibatch's non-zeros by column; a dense layout keeps the rows themselves) while
+the kernel trains on the chunk before it. The reads and the layout building release
+the GIL.
 
 Data layout: per split, the chunk in use and the next one (built ahead; after a
 split's last chunk, its first, for the next epoch or evaluation), each its sparse
 rows (MNIST-like data: about 1.2 times the chunk's pixels for training, 0.6 for
-evaluation), plus one uint8 read buffer. A split that is one chunk keeps its layout,
+evaluation) or its dense rows, plus one uint8 buffer that sparse chunks are read into.
+A split that is one chunk keeps its layout,
 as the in-memory engine does. Chunks are a twelfth of the budget (at most 16 MiB of
 pixels): the six chunks (two per split) and their layouts stay about within it.
 
@@ -99,7 +101,8 @@ class ChunkedFusedEngine(FusedEngine):
 
     @property
     def layout(self) -> dict[str, str]:
-        """How each split is read: ``"sparse, in chunks of 21,000 rows"``, ``"... (form not chosen yet)"``."""
+        """How each split is read: ``"sparse, in chunks of 21,000 rows"``; ``"form not chosen yet, ..."``
+        before its first chunk is read."""
         form = {True: "sparse", False: "dense", None: "form not chosen yet"}
         return {s: f"{form[self._sparse.get(s)]}, in chunks of {self._span[s]:,} rows" for s in SPLITS}
 
