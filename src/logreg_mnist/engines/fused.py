@@ -22,6 +22,10 @@ NLL and ``dcost/dlogits`` of each row (rows split across threads), then
 owning a block of W's rows (balanced by non-zero count), which it updates in
 place; two barriers per minibatch, no reduction across threads.
 
+Data over the memory budget are read in chunks by this engine's chunked form,
+:class:`~logreg_mnist.engines.fused_chunked.ChunkedFusedEngine`, which calls the same
+kernel on each chunk's layout, with the same results.
+
 The kernel's boundary: it builds and owns each split's sparse form
 (``_fused.Layout``), which Python cannot reach, and checks every other argument of
 every call (dtype, shape, contiguity, labels in range, ...), raising ``ValueError`` or
@@ -62,9 +66,9 @@ except ImportError:  # the optional extension was not built
     _fused = None  # type: ignore[assignment]
 
 PROBE_BATCHES = 8  # minibatches run with a thread count being tried
+DENSE_ABOVE = 0.5  # a split with more than this fraction of non-zero pixels is used dense
 # minibatches start to stop - 1 of the first n_rows rows of a layout: (layout, labels, start, stop, n_rows)
 Segment = tuple["_fused.Layout", np.ndarray, int, int, int]
-DENSE_ABOVE = 0.5  # a split with more than this fraction of non-zero pixels is used dense
 
 
 def available() -> bool:
