@@ -60,7 +60,7 @@ training = importlib.import_module("logreg_mnist.train")  # the module (the pack
 made = training.make_engine
 def reporting(*args, **kwargs):
     engine = made(*args, **kwargs)
-    print(f"engine: {engine.name} ({type(engine).__name__}, {engine.threads} threads)", file=sys.stderr, flush=True)
+    print(f"engine: {engine.name} ({type(engine).__name__}, threads={engine.threads})", file=sys.stderr, flush=True)
     return engine
 training.make_engine = reporting
 from logreg_mnist.cli import main
@@ -100,7 +100,7 @@ def generate(directory: Path, n_images: int, mnist) -> None:
 
 def run_train(data_dir: Path, out: Path, extra: list[str]) -> dict:
     """One epoch as a subprocess: wall seconds, its peak RSS (bytes), minibatches, training seconds and
-    the engine it reported (``"fused (ChunkedFusedEngine, 15 threads)"``)."""
+    the engine it reported (``"fused (ChunkedFusedEngine, threads=16)"``)."""
     args = ["train", "--data-dir", str(data_dir), "--n-epochs", "1", "--no-progress", "--out", str(out), *extra]
     print("$ logreg-mnist " + " ".join(args), file=sys.stderr)
     start = time.perf_counter()
