@@ -7,7 +7,7 @@ counts minibatches and scored examples as the shared helpers do, round-trips its
 parameters, resumes an interrupted run to the uninterrupted result, and reads data
 over the memory budget in chunks (or is refused for them with a clear error).
 
-The cases: the reference (``numpy``), its chunked form, ``fused``, ``gpu`` (on JAX's
+The cases: the reference (``numpy``) and ``fused``, each resident and in its chunked form, ``gpu`` (on JAX's
 CPU backend, or on the device under ``LOGREG_MNIST_TEST_JAX_PLATFORM=gpu``; resident and chunked) and ``tiny``, an engine written in this file and
 registered for the test, as a new engine would be. The fused and gpu cases fail
 rather than skip when ``LOGREG_MNIST_REQUIRE_FUSED`` / ``LOGREG_MNIST_REQUIRE_JAX`` are set.

@@ -169,6 +169,19 @@ def test_thread_chooser_prefers_the_faster_and_probes_the_other():
     assert ThreadChooser(4, fixed=True).options == (4,) and ThreadChooser(1).options == (1,)
 
 
+def test_thread_chooser_probes_each_other_choice_in_turn():
+    chooser = ThreadChooser(8, also=(7,))
+    assert chooser.options == (8, 7, 1) and ThreadChooser(2, also=(1,)).options == (2, 1)
+    seconds = {8: 0.5, 7: 0.4, 1: 2.0}  # one thread fewer is fastest (a busy reader thread)
+    picks = []
+    for _ in range(3 + 8 + 16):
+        picks.append(chooser.pick())
+        chooser.record(picks[-1], seconds[picks[-1]], 1)
+    assert picks[:3] == [8, 7, 1] and chooser.current == 7
+    probes = [(i, t) for i, t in enumerate(picks) if i >= 3 and t != 7]
+    assert [t for _, t in probes] == [1, 8]  # after 8 calls, then after 16 more: each other choice in turn
+
+
 @pytest.mark.realdata
 def test_fused_agrees_with_numpy_after_one_epoch_of_mnist(need_fused, real_mnist):
     config = preset("tutorial")

@@ -269,7 +269,7 @@ def test_overwrite_keeps_the_old_run_when_a_flag_is_refused(cli_data_dir, tmp_pa
     assert main([*TRAIN, "--data-dir", str(cli_data_dir), "--out", str(out)]) == 0
     before = sorted(p.name for p in out.iterdir())
     capsys.readouterr()
-    for flags in (["--threads", "0"], ["--engine", "fused", "--max-resident", "1K"]):
+    for flags in (["--threads", "0"], ["--batch-size", "400", "--drop-last"]):  # refused as the engine is made
         assert main([*TRAIN, "--data-dir", str(cli_data_dir), "--out", str(out), "--overwrite", *flags]) == 2
         assert "Traceback" not in capsys.readouterr().err
         assert sorted(p.name for p in out.iterdir()) == before, "the run is kept"

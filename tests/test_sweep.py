@@ -428,7 +428,7 @@ def test_best_is_a_copy_where_symlinks_fail(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("flags, message", [
     (["--threads", "0"], "--threads: expected an integer >= 1, found 0"),
-    (["--engine", "fused", "--max-resident", "1K"], "engine 'fused': expected data that fit in the memory budget"),
+    (["--engine", "fused", "--max-resident", "lots"], "--max-resident: expected a size such as 512M or 2G, found 'lots'"),
 ])
 def test_run_time_options_are_checked_on_the_driver_before_the_cluster(noisy_dir, tmp_path, capsys, flags,
                                                                       message):

@@ -100,7 +100,8 @@ ENGINE_OPTIONS = (
     RunOption(
         "--threads",
         "threads the engine and BLAS use (default: the engine's choice: fused uses up to the cores "
-        "this process may run on, or one when that is measured to be faster; numpy uses one)",
+        "this process may run on, or one (reading data in chunks: also one fewer) when that is measured "
+        "to be faster; numpy uses one)",
         type=int,
     ),
     RunOption(

@@ -247,6 +247,21 @@ class Rows:
                     pending = read(k + 1)
                 yield a, pixels
 
+    def read(self, start: int, stop: int, out: np.ndarray | None = None) -> np.ndarray:
+        """Rows ``[start, stop)``, (stop - start, n_features) uint8: a view of the in-memory
+        array, or read from the file into ``out`` (uint8, at least that many rows; None: a
+        new array). For callers that schedule their own reads (one chunk at a time).
+
+        Raises:
+            DataError: the file changed size since it was opened, or ended early.
+        """
+        if self._file is None:
+            assert self._pixels is not None  # resident: one of the two is set in __init__
+            return self._pixels[start:stop]
+        if out is None:
+            out = np.empty((stop - start, self.n_features), np.uint8)
+        return self._file.read(start, stop, out)
+
     def close(self) -> None:
         if self._file is not None:
             self._file.close()

@@ -8,12 +8,12 @@ The training driver (:mod:`logreg_mnist.train`) sees an engine only through the
   threads; present when the optional C extension was built;
 - ``gpu`` (:mod:`.gpu`): on a GPU, imported only when asked for;
 - ``auto``: ``gpu`` when that module finds a GPU, else ``fused`` when built (and the
-  data have uint8 pixels and fit in memory), else ``numpy``.
+  data have uint8 pixels), else ``numpy``.
 
 Data larger than the memory budget (``max_resident``) are read from their files in
-chunks: by the ``numpy`` engine's chunked form (:mod:`.chunked`, the same
-arithmetic) and by the ``gpu`` engine; the ``fused`` engine holds its data in memory
-and is refused for such data.
+chunks, by each engine's chunked form: the ``numpy`` engine's (:mod:`.chunked`), the
+``fused`` engine's (:mod:`.fused_chunked`), each with the same arithmetic as in
+memory, and the ``gpu`` engine itself.
 
 The engine and its thread count are run-time choices, not part of a run's
 :class:`~logreg_mnist.config.TrainConfig`: every engine computes the same
@@ -62,7 +62,7 @@ class Entry:
 # name -> Entry, in the order ``auto`` prefers them after the GPU (see resolve).
 REGISTRY: dict[str, Entry] = {
     "numpy": Entry(".numpy:NumpyEngine", chunked=".chunked:ChunkedNumpyEngine"),
-    "fused": Entry(".fused:FusedEngine"),
+    "fused": Entry(".fused:FusedEngine", chunked=".fused_chunked:ChunkedFusedEngine"),
     "gpu": Entry(".gpu:GpuEngine", chunked=".gpu:GpuEngine"),
 }
 ENGINES = ("auto", *REGISTRY)
@@ -134,7 +134,7 @@ def make_engine(
     """The engine called ``name`` for ``data`` and ``config``'s SGD settings.
 
     The name is resolved (``auto``: the GPU when present, else the fused engine where it
-    can run, else numpy), the engine's chunked form is taken when the data exceed the
+    can run (uint8 pixels), else numpy), the engine's chunked form is taken when the data exceed the
     memory budget, and the engine is made as every engine is.
 
     Args:
@@ -164,8 +164,8 @@ def make_engine(
     name = resolve(name) if name != "auto" else name
     settings = SGDSettings.from_config(config)
     over = _over_budget(data, settings, max_resident)
-    if name == "auto":  # the fused engine needs uint8 pixels in memory; fall back quietly where it cannot run
-        name = "gpu" if _gpu_present() else "fused" if _fused_built() and _has_pixels(data) and not over else "numpy"
+    if name == "auto":  # the fused engine needs uint8 pixels; fall back quietly where it cannot run
+        name = "gpu" if _gpu_present() else "fused" if _fused_built() and _has_pixels(data) else "numpy"
     entry = REGISTRY[name]
     where = entry.chunked if over else entry.resident
     if where is None:

@@ -16,6 +16,9 @@
 
 #include <stdlib.h>
 #include <string.h>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 typedef struct {
     PyObject_HEAD
@@ -23,38 +26,83 @@ typedef struct {
     Py_buffer pixels;  /* held (dense layouts only): the rows read in place */
     int held;
     int building;      /* add_minibatch_columns is running (with the GIL released) */
-    int64_t nnz;
+    int64_t nnz;       /* -1 until counted (a dense layout made without counting: counted when asked) */
     double density;
     uint8_t *val, *cval;  /* owned, or NULL */
     uint16_t *idx, *crow;
     int64_t *indptr, *colcum, *colptr;
 } Layout;
 
+typedef uint8_t u8x16 __attribute__((vector_size(16)));
+
+/* The non-zero bytes of p[0:16], one bit each (bit k: p[k] != 0). */
+static inline uint32_t nonzero16(const uint8_t *p)
+{
+#if defined(__SSE2__)
+    const __m128i v = _mm_loadu_si128((const __m128i *)p);
+    return ~(uint32_t)_mm_movemask_epi8(_mm_cmpeq_epi8(v, _mm_setzero_si128())) & 0xffffu;
+#else
+    uint32_t m = 0;
+    for (int k = 0; k < 16; k++) m |= (uint32_t)(p[k] != 0) << k;
+    return m;
+#endif
+}
+
+/* The non-zero bytes of row[0:d], 16 at a time in byte counters (at most 255 blocks each). */
+static int64_t count_row(const uint8_t *row, int64_t d)
+{
+    int64_t c = 0, j = 0;
+    while (j + 16 <= d) {
+        u8x16 acc = {0};
+        const int64_t end = d - j > 16 * 255 ? j + 16 * 255 : d;
+        for (; j + 16 <= end; j += 16) {
+            u8x16 v;
+            memcpy(&v, row + j, 16);
+            acc -= (u8x16)(v != 0);  /* -1 where non-zero */
+        }
+        for (int k = 0; k < 16; k++) c += acc[k];
+    }
+    for (; j < d; j++) c += row[j] != 0;
+    return c;
+}
+
+/* Whether any of p[0:count] is non-zero (stops at the first 64 bytes that hold one). */
+static int any_nonzero(const uint8_t *p, int64_t count)
+{
+    int64_t i = 0;
+    for (; i + 64 <= count; i += 64) {
+        uint64_t w[8], any = 0;
+        memcpy(w, p + i, 64);
+        for (int k = 0; k < 8; k++) any |= w[k];
+        if (any) return 1;
+    }
+    for (; i < count; i++)
+        if (p[i]) return 1;
+    return 0;
+}
+
 /* indptr[r + 1] = indptr[r] + the non-zeros of row r. */
 static void count_rows(const uint8_t *pix, int64_t n, int64_t d, int64_t *indptr)
 {
     indptr[0] = 0;
-    for (int64_t r = 0; r < n; r++) {
-        const uint8_t *row = pix + r * d;
-        int64_t c = 0;
-        for (int64_t j = 0; j < d; j++) c += row[j] != 0;
-        indptr[r + 1] = indptr[r] + c;
-    }
+    for (int64_t r = 0; r < n; r++) indptr[r + 1] = indptr[r] + count_row(pix + r * d, d);
 }
 
-/* The non-zeros of each row (columns increasing), and col[j] += the non-zeros of column j. */
+/* The non-zeros of each row (columns increasing), and col[j] += the non-zeros of column j. A block of
+ * 32 pixels is one bit mask; its set bits are walked (MNIST rows are mostly zero). */
 static void fill_rows(const uint8_t *pix, int64_t n, int64_t d, const int64_t *indptr, uint16_t *idx,
                       uint8_t *val, int64_t *col)
 {
     for (int64_t r = 0; r < n; r++) {
         const uint8_t *row = pix + r * d;
         int64_t p = indptr[r], j = 0;
-        for (; j + 8 <= d; j += 8) {  /* MNIST rows are mostly zero: skip 8 zero bytes at a time */
-            uint64_t word;
-            memcpy(&word, row + j, 8);
-            if (!word) continue;
-            for (int64_t q = j; q < j + 8; q++)
-                if (row[q]) { idx[p] = (uint16_t)q; val[p] = row[q]; col[q]++; p++; }
+        for (; j + 32 <= d; j += 32) {
+            uint32_t m = nonzero16(row + j) | nonzero16(row + j + 16) << 16;
+            while (m) {
+                const int64_t q = j + __builtin_ctz(m);
+                idx[p] = (uint16_t)q; val[p] = row[q]; col[q]++; p++;
+                m &= m - 1;
+            }
         }
         for (; j < d; j++)
             if (row[j]) { idx[p] = (uint16_t)j; val[p] = row[j]; col[j]++; p++; }
@@ -117,16 +165,28 @@ static PyObject *layout_new(PyTypeObject *type, PyObject *args, PyObject *kwargs
     self->pixels = pix.view;  /* the Layout now holds the buffer */
     self->held = 1;
     const uint8_t *pixels = pix.view.buf;
-    if (!(self->indptr = alloc_array(n + 1, sizeof(int64_t), "indptr"))
-        || !(self->colcum = alloc_array(d + 1, sizeof(int64_t), "colcum"))) goto fail;
-    Py_BEGIN_ALLOW_THREADS
-    count_rows(pixels, n, d, self->indptr);
-    Py_END_ALLOW_THREADS
-    self->nnz = self->indptr[n];
-    self->density = (double)self->nnz / (double)(n * d > 1 ? n * d : 1);
+    if (!(self->colcum = alloc_array(d + 1, sizeof(int64_t), "colcum"))) goto fail;
+    /* Dense without counting: rows too wide for uint16 column indices, or any non-zero pixel when
+       dense_above is 0 (what a caller that has chosen the dense form asks: the first non-zero ends
+       the scan). Otherwise the non-zeros are counted, row by row, and the density decides. */
+    int count = d <= SPARSE_MAX_IN;
+    if (count && dense_above == 0) {
+        Py_BEGIN_ALLOW_THREADS
+        count = !any_nonzero(pixels, n * d);
+        Py_END_ALLOW_THREADS
+    }
+    self->nnz = -1;
+    if (count) {
+        if (!(self->indptr = alloc_array(n + 1, sizeof(int64_t), "indptr"))) goto fail;
+        Py_BEGIN_ALLOW_THREADS
+        count_rows(pixels, n, d, self->indptr);
+        Py_END_ALLOW_THREADS
+        self->nnz = self->indptr[n];
+        self->density = (double)self->nnz / (double)(n * d > 1 ? n * d : 1);
+    }
     int64_t *col = self->colcum + 1;
     memset(self->colcum, 0, sizeof(int64_t) * (size_t)(d + 1));
-    if (d <= SPARSE_MAX_IN && self->density <= dense_above) {
+    if (count && self->density <= dense_above) {
         if (!(self->idx = alloc_array(self->nnz, sizeof(uint16_t), "indices"))
             || !(self->val = alloc_array(self->nnz, sizeof(uint8_t), "values"))) goto fail;
         Py_BEGIN_ALLOW_THREADS
@@ -191,10 +251,21 @@ static PyObject *add_minibatch_columns(Layout *self, PyObject *args, PyObject *k
 }
 
 static PyObject *get_sparse(Layout *self, void *c) { return PyBool_FromLong(self->rows.idx != NULL); }
-static PyObject *get_density(Layout *self, void *c) { return PyFloat_FromDouble(self->density); }
+/* A dense layout made without counting counts its (held) pixels when first asked. */
+static void counted(Layout *self)
+{
+    if (self->nnz >= 0) return;
+    const int64_t n = self->rows.n, d = self->rows.n_in;
+    int64_t nnz = 0;
+    for (int64_t r = 0; r < n; r++) nnz += count_row(self->rows.val + r * d, d);
+    self->nnz = nnz;
+    self->density = (double)nnz / (double)(n * d > 1 ? n * d : 1);
+}
+
+static PyObject *get_density(Layout *self, void *c) { counted(self); return PyFloat_FromDouble(self->density); }
 static PyObject *get_n(Layout *self, void *c) { return PyLong_FromLongLong(self->rows.n); }
 static PyObject *get_n_in(Layout *self, void *c) { return PyLong_FromLong(self->rows.n_in); }
-static PyObject *get_nnz(Layout *self, void *c) { return PyLong_FromLongLong(self->nnz); }
+static PyObject *get_nnz(Layout *self, void *c) { counted(self); return PyLong_FromLongLong(self->nnz); }
 
 static PyObject *get_batch(Layout *self, void *c)
 {

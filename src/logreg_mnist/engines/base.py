@@ -164,29 +164,32 @@ def counted(n: int, batch_size: int, drop_last: bool) -> int:
 
 
 class ThreadChooser:
-    """Chooses, call by call, between ``threads`` and one thread, by measured speed.
+    """Chooses, call by call, between ``threads`` and one thread (and any ``also``), by measured speed.
 
     On an idle machine several threads are faster; on a machine whose cores are busy
     with other work, threads that must meet twice per minibatch wait for each other's
     time slices, and one thread is several times faster. Engines whose results do not
     depend on the thread count use this to adapt while they run: each call runs with
     the choice that has been faster (an exponential average of seconds per unit of
-    work), and the other choice is measured again after :attr:`PROBE_EVERY` calls, an
-    interval that doubles (up to :attr:`PROBE_MAX`) each time the probe confirms the
-    choice, and starts again from :attr:`PROBE_EVERY` when the preference changes.
+    work), and another choice (each in turn) is measured again after :attr:`PROBE_EVERY`
+    calls, an interval that doubles (up to :attr:`PROBE_MAX`) each time the probe
+    confirms the choice, and starts again from :attr:`PROBE_EVERY` when the preference
+    changes.
 
     Args:
         threads: the most threads to use.
         fixed: always use ``threads`` (the user asked for that many).
+        also: other thread counts to try (e.g. one core fewer, left to a reader thread).
     """
 
     PROBE_EVERY = 8
     PROBE_MAX = 64
     _DECAY = 0.5
 
-    def __init__(self, threads: int, *, fixed: bool = False):
+    def __init__(self, threads: int, *, fixed: bool = False, also: tuple[int, ...] = ()):
         self.threads = threads
-        self.options = (threads,) if fixed or threads == 1 else (threads, 1)
+        self.options = (threads,) if fixed else tuple(dict.fromkeys(t for t in (threads, *also, 1) if t >= 1))
+        self._probed = 0  # probes so far: the next one measures the next other choice
         self._speed: dict[int, float] = {}
         self._since_probe = 0
         self._interval = self.PROBE_EVERY
@@ -204,7 +207,9 @@ class ThreadChooser:
         if len(self.options) > 1 and self._since_probe >= self._interval:
             self._since_probe = 0
             self._interval = min(2 * self._interval, self.PROBE_MAX)
-            return next(t for t in self.options if t != best)
+            others = [t for t in self.options if t != best]
+            self._probed += 1
+            return others[self._probed % len(others)]
         return best
 
     def record(self, threads: int, seconds: float, work: int) -> None:

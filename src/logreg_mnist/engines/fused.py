@@ -22,6 +22,10 @@ NLL and ``dcost/dlogits`` of each row (rows split across threads), then
 owning a block of W's rows (balanced by non-zero count), which it updates in
 place; two barriers per minibatch, no reduction across threads.
 
+Data over the memory budget are read in chunks by this engine's chunked form,
+:class:`~logreg_mnist.engines.fused_chunked.ChunkedFusedEngine`, which calls the same
+kernel on each chunk's layout, with the same results.
+
 The kernel's boundary: it builds and owns each split's sparse form
 (``_fused.Layout``), which Python cannot reach, and checks every other argument of
 every call (dtype, shape, contiguity, labels in range, ...), raising ``ValueError`` or
@@ -47,6 +51,7 @@ chapter's 74 epochs and 7.489583 % (tests/test_engines.py, tests/test_train.py).
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 
 import numpy as np
 
@@ -62,6 +67,8 @@ except ImportError:  # the optional extension was not built
 
 PROBE_BATCHES = 8  # minibatches run with a thread count being tried
 DENSE_ABOVE = 0.5  # a split with more than this fraction of non-zero pixels is used dense
+# minibatches start to stop - 1 of the first n_rows rows of a layout: (layout, labels, start, stop, n_rows)
+Segment = tuple["_fused.Layout", np.ndarray, int, int, int]
 
 
 def available() -> bool:
@@ -119,10 +126,24 @@ class FusedEngine:
     def __init__(
         self, data: Dataset, settings: SGDSettings, *, threads: int | None = None, max_resident: int | None = None
     ):
+        self._setup(data, settings, threads)  # max_resident: the data are held in memory
+        self._rows = {}
+        for s in ("train", "valid", "test"):
+            pixels = data.split(s).pixels
+            assert pixels is not None  # checked by _setup
+            self._rows[s] = _layout(pixels)
+            if self._rows[s].sparse:
+                release_pages(pixels)  # the CSR copy is what is read from now on
+        self._rows["train"].add_minibatch_columns(self._n_train_rows, self.batch_size)
+
+    def _setup(self, data: Dataset, settings: SGDSettings, threads: int | None, spare: int = 0) -> None:
+        """Everything but the data's layouts: the checks, the labels, the parameters, the scratch.
+        ``spare``: cores that other threads of the engine may want; unless ``threads`` is given,
+        that many fewer threads are also tried."""
         from . import default_threads
 
         batch_size, learning_rate, l1, l2 = settings.batch_size, settings.learning_rate, settings.l1, settings.l2
-        drop_last, dtype = settings.drop_last, settings.dtype  # max_resident: the data are held in memory
+        drop_last, dtype = settings.drop_last, settings.dtype
 
         kernel_info()  # raises when not built
         if any(data.split(s).pixels is None for s in ("train", "valid", "test")):
@@ -135,7 +156,7 @@ class FusedEngine:
         self.threads = int(threads or default_threads())
         if self.threads < 1:
             raise ConfigError(f"threads: expected an integer >= 1, found {threads}")
-        self._chooser = ThreadChooser(self.threads, fixed=threads is not None)
+        self._chooser = ThreadChooser(self.threads, fixed=threads is not None, also=(self.threads - spare,))
         self.batch_size = batch_size
         self.lr = float(self.dtype.type(learning_rate))
         self.l1, self.l2x2 = float(l1), float(2 * l2)
@@ -145,13 +166,6 @@ class FusedEngine:
         self.kp = -(-self.n_out // per_line) * per_line  # row stride: whole cache lines
         if self.kp > _fused.KP_MAX:
             raise ConfigError(f"engine 'fused': expected at most 256 classes, found {self.n_out}")
-        self._rows = {}
-        for s in ("train", "valid", "test"):
-            pixels = data.split(s).pixels
-            assert pixels is not None  # checked above
-            self._rows[s] = _layout(pixels)
-            if self._rows[s].sparse:
-                release_pages(pixels)  # the CSR copy is what is read from now on
         self._y = {s: np.ascontiguousarray(data.split(s).labels, dtype=np.int64) for s in ("train", "valid", "test")}
         for s, y in self._y.items():
             if len(y) and (y.min() < 0 or y.max() >= self.n_out):
@@ -160,7 +174,6 @@ class FusedEngine:
         n = len(self._y["train"])
         self.n_train_batches = n_batches(n, batch_size, drop_last)
         self._n_train_rows = self.n_train_batches * batch_size if drop_last else n
-        self._rows["train"].add_minibatch_columns(self._n_train_rows, batch_size)
         self.W = _aligned_zeros((self.n_in, self.kp), self.dtype)
         self.b = _aligned_zeros((self.kp,), self.dtype)
         self._D = _aligned_zeros((batch_size, self.kp), self.dtype)
@@ -187,37 +200,55 @@ class FusedEngine:
         return self.W[:, : self.n_out].copy(), self.b[: self.n_out].copy()
 
     def train(self, batches: range) -> tuple[float, int]:
-        if not len(batches):
-            return 0.0, 0
-        if batches.step != 1 or batches.start < 0 or batches.stop > self.n_train_batches:
+        self._check(batches)
+        return self._run([(self._rows["train"], self._y["train"], batches.start, batches.stop, self._n_train_rows)])
+
+    def _check(self, batches: range) -> None:
+        if len(batches) and (batches.step != 1 or batches.start < 0 or batches.stop > self.n_train_batches):
             raise ValueError(f"expected consecutive minibatches within 0-{self.n_train_batches - 1}, found {batches}")
+
+    def _run(self, segments: Iterable[Segment]) -> tuple[float, int]:
+        """SGD steps on each segment's minibatches in turn (``(layout, labels, start, stop, n_rows)``: the
+        minibatches ``start`` to ``stop - 1`` of the first ``n_rows`` rows of ``layout``, ``labels``
+        theirs), with the thread count the chooser picks once per call (or per trial):
+        (their summed NLL, examples)."""
         total, count = 0.0, 0
-        start = batches.start
-        while start < batches.stop:
-            threads = self._chooser.pick()
-            # A thread count being tried (or tried again) runs a few minibatches only, so that
-            # a bad choice on a busy machine costs little.
-            trying = threads != self._chooser.current or not self._chooser.measured(threads)
-            stop = min(batches.stop, start + PROBE_BATCHES) if trying else batches.stop
-            began = time.perf_counter()
-            total, c = self._steps(start, stop, threads, total)
-            self._chooser.record(threads, time.perf_counter() - began, stop - start)
-            count, start = count + c, stop
+        threads, left = 0, 0  # the thread count in use (0: none yet), minibatches left to try it on (-1: all)
+        began = time.perf_counter()  # the time a segment takes to come (a chunk being read) counts too
+        for layout, labels, start, stop, n_rows in segments:
+            while start < stop:
+                if not threads:
+                    threads = self._chooser.pick()
+                    # A thread count being tried (or tried again) runs a few minibatches only, so that
+                    # a bad choice on a busy machine costs little.
+                    trying = threads != self._chooser.current or not self._chooser.measured(threads)
+                    left = PROBE_BATCHES if trying else -1
+                end = stop if left < 0 else min(stop, start + left)
+                total = self._steps(layout, labels, start, end, n_rows, threads, total)
+                now = time.perf_counter()
+                self._chooser.record(threads, now - began, end - start)
+                began = now
+                count += min(end * self.batch_size, n_rows) - start * self.batch_size
+                if left > 0:
+                    left -= end - start
+                    threads = threads if left else 0  # a trial ends: choose again
+                start = end
         return total, count
 
-    def _steps(self, start: int, stop: int, threads: int, nll: float) -> tuple[float, int]:
-        """Minibatches ``start`` to ``stop - 1`` in one call into the kernel: (nll + their NLL, examples)."""
-        row0 = start * self.batch_size
-        total = _fused.sgd(
-            layout=self._rows["train"],
-            labels=self._y["train"],
+    def _steps(
+        self, layout: _fused.Layout, labels: np.ndarray, start: int, stop: int, n_rows: int, threads: int, nll: float
+    ) -> float:
+        """Minibatches ``start`` to ``stop - 1`` of ``layout`` in one call into the kernel: nll + their NLL."""
+        return _fused.sgd(
+            layout=layout,
+            labels=labels,
             W=self.W,
             b=self.b,
             D=self._D,
             G=self._G,
             nll=self._nll,
-            row0=row0,
-            n_rows=self._n_train_rows,
+            row0=start * self.batch_size,
+            n_rows=n_rows,
             batch_size=self.batch_size,
             n_batches=stop - start,
             lr=self.lr,
@@ -227,7 +258,6 @@ class FusedEngine:
             threads=threads,
             total=nll,
         )
-        return total, min(stop * self.batch_size, self._n_train_rows) - row0
 
     def counted(self, split: str) -> int:
         """How many examples of ``split`` are scored."""
@@ -235,13 +265,17 @@ class FusedEngine:
 
     def count_errors(self, split: str) -> tuple[int, int]:
         n = self.counted(split)
+        return self._errors(self._rows[split], self._y[split], n), n
+
+    def _errors(self, layout: _fused.Layout, labels: np.ndarray, n_rows: int) -> int:
+        """Misclassified rows among the first ``n_rows`` of ``layout`` (``labels`` theirs)."""
         wrong = _fused.errors(
-            layout=self._rows[split],
-            labels=self._y[split],
+            layout=layout,
+            labels=labels,
             W=self.W,
             b=self.b,
-            n_rows=n,
+            n_rows=n_rows,
             n_out=self.n_out,
             threads=self._chooser.current,
         )
-        return int(wrong), n
+        return int(wrong)
