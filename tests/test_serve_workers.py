@@ -117,3 +117,11 @@ def test_a_bad_number_of_workers_is_a_user_error(run_dir, capsys):
 def test_the_default_is_one_worker_per_core_up_to_8():
     cores = len(os.sched_getaffinity(0))
     assert can_fork() and default_workers() == max(1, min(8, cores))
+
+
+def test_the_server_loads_what_requests_need_before_it_forks_its_workers(run_dir):
+    code = ("import sys; from logreg_mnist.serve import RunView; view = RunView(sys.argv[1]); "
+            "before = {m for m in ('scipy.ndimage', 'matplotlib') if m in sys.modules}; view.warm_up(); "
+            "after = {m for m in ('scipy.ndimage', 'matplotlib') if m in sys.modules}; print(sorted(before), sorted(after))")
+    out = subprocess.run([sys.executable, "-c", code, str(run_dir)], capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip() == "[] ['matplotlib', 'scipy.ndimage']", out.stderr

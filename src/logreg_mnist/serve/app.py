@@ -339,6 +339,7 @@ def serve(
     app = create_app(view, allowed_hosts=[host])
     _more_files(2 * MAX_CONNECTIONS + 256)
     sock = bind(host, port)
+    view.warm_up()  # before the workers are forked: they share what it loads
     address = sock.getsockname()
     shown = f"[{address[0]}]" if ":" in address[0] else address[0]
     if not _is_loopback(host):

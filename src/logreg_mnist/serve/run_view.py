@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import functools
+import io
 import math
 import os
 import re
@@ -298,7 +299,7 @@ class RunView:
             ),
         }
         if explain:
-            classes = [label, int(order[1])]  # the prediction and the runner-up
+            classes = [int(c) for c in order[:2]]  # the prediction and the runner-up
             maps = evidence_maps(prepared.pixels, self.model.W, classes)
             answer["evidence"] = {
                 "classes": classes,
@@ -310,17 +311,25 @@ class RunView:
             }
         return answer
 
+    def warm_up(self) -> None:
+        """Load now what the first requests would load (the colour map, the pipeline's SciPy
+        modules), so that forked workers share it and no first answer waits for it."""
+        self.describe()
+        pad = Image.new("L", (280, 280), 255)
+        pad.paste(0, (130, 60, 150, 220))  # a bar: a "1"
+        buffer = io.BytesIO()
+        pad.save(buffer, format="PNG")
+        self.predict(buffer.getvalue(), explain=False)
+
     def learning_curves_png(self) -> bytes | None:
         """The run's learning curves as PNG (drawn once, by :mod:`logreg_mnist.plots`), or None."""
         if not self.history:
             return None
         with self._curves_lock:
             if self._curves_png is None:
-                from io import BytesIO
-
                 from ..plots import learning_curves_figure
 
-                buf = BytesIO()
+                buf = io.BytesIO()
                 learning_curves_figure(
                     self.history,
                     unit=self.unit,
