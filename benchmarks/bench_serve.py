@@ -11,8 +11,8 @@ connections, one asyncio client process, raw HTTP/1.1):
 
   1. bare: a Starlette app on uvicorn (``--bare-app``, this script) whose one route reads
      the body and answers a small JSON: the framework's own rate on this machine;
-  2. serve: ``logreg-mnist serve`` (``--workers``: serve's default unless given), its
-     ``/api/predict?explain=0`` as the page calls it.
+  2. serve: ``logreg-mnist serve --workers N`` (N: --workers, by default what serve starts
+     for a classroom, one per core up to 8), its ``/api/predict?explain=0`` as the page calls it.
 
 The bodies are 280x280 RGBA PNG drawings like the page's pad sends (seeded random
 strokes of several widths; with --photo-every N every Nth is a 1600x1200 JPEG instead).
@@ -266,7 +266,9 @@ def main() -> int:
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--seconds", type=float, default=60.0, help="each measurement (600: the memory soak)")
     parser.add_argument("--warmup", type=float, default=3.0, help="seconds of load before each measurement")
-    parser.add_argument("--workers", type=int, default=None, help="serve --workers (default: serve's own)")
+    parser.add_argument(
+        "--workers", type=int, default=None, help="serve --workers (default: a classroom's, one per core up to 8)"
+    )
     parser.add_argument("--photo-every", type=int, default=0, help="every Nth body a 1600x1200 JPEG (0: none)")
     parser.add_argument("--bare-app", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -293,11 +295,13 @@ def main() -> int:
         bare = measure(
             "bare Starlette app on uvicorn", [sys.executable, __file__, "--bare-app"], "/api/predict", bodies, args
         )
+        from logreg_mnist.serve.workers import default_workers
+
+        workers = args.workers or default_workers()
         serve_cmd = [sys.executable, "-m", "logreg_mnist", "serve", model, "--host", HOST, "--port", "0"]
-        if args.workers is not None:
-            serve_cmd += ["--workers", str(args.workers)]
+        serve_cmd += ["--workers", str(workers)]
         samples: list[tuple[float, float]] = []
-        shown = f"logreg-mnist serve ({args.workers or 'default'} workers)"
+        shown = f"logreg-mnist serve, {workers} worker{'s' if workers > 1 else ''}"
         served = measure(shown, serve_cmd, "/api/predict?explain=0", bodies, args, samples)
     ratio = served["rate"] / bare["rate"] if bare["rate"] else float("nan")
     errors = served["errors"] + bare["errors"]

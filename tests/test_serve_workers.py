@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from logreg_mnist.cli import main
-from logreg_mnist.serve.workers import can_fork, default_workers
+from logreg_mnist.serve.workers import GRACE_SECONDS, can_fork, default_workers
 
 from .serve_run import drawing, make_run, png_bytes
 
@@ -89,21 +89,26 @@ def test_workers_answer_with_their_limits_and_stop_together_on_ctrl_c(run_dir):
     assert wait_gone(workers)
 
 
-def test_sigterm_to_the_parent_stops_the_workers(run_dir):
+@pytest.mark.parametrize("wait", [0.0, 0.3])
+def test_sigterm_to_the_parent_stops_the_workers_even_while_they_start(run_dir, wait):
     proc, _, workers = start(run_dir, 2)
     try:
+        time.sleep(wait)
+        began = time.monotonic()
         proc.terminate()
         proc.communicate(timeout=30)
+        took = time.monotonic() - began
     finally:
         proc.kill()
     assert wait_gone(workers)
+    assert took < GRACE_SECONDS - 2  # they stopped when told, not killed at the end of the grace
 
 
 def test_workers_outlive_no_killed_parent(run_dir):
     proc, _, workers = start(run_dir, 2)
     try:
         proc.kill()
-        proc.communicate(timeout=30)
+        proc.wait(30)  # (the workers hold its pipes until they stop)
     finally:
         proc.kill()
     assert wait_gone(workers)
@@ -138,3 +143,11 @@ def test_a_worker_that_dies_stops_the_others_and_the_command_fails(run_dir):
     assert proc.returncode == 1 and "Traceback" not in err
     assert "a server process stopped on its own (killed by SIGKILL); the other was stopped too" in err
     assert wait_gone(workers)
+
+
+def test_one_process_serves_a_loopback_address_and_a_classroom_gets_one_per_core():
+    from logreg_mnist.serve.app import workers_for
+
+    assert workers_for("127.0.0.1") == workers_for("::1") == workers_for("localhost") == 1
+    assert workers_for("0.0.0.0") == default_workers()  # named only, nothing listens
+    assert workers_for("0.0.0.0", 3) == workers_for("127.0.0.1", 3) == 3

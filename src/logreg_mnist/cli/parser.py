@@ -193,7 +193,8 @@ def _add_picture_parsers(sub) -> None:
         type=int,
         default=None,
         metavar="N",
-        help="server processes answering on the port (default: one per core, at most 8; 1 on Windows)",
+        help="server processes answering on the port (default: 1 on a loopback address such as 127.0.0.1; "
+        "else one per core, at most 8, for a classroom; always 1 on Windows)",
     )
 
 

@@ -65,7 +65,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     sees and the evidence for its answer, with the run's weights and learning curves. Ctrl-C stops
     it. For a classroom, --host 0.0.0.0 lets every computer that can reach this one use the page
     (it has no authentication: only on a network you trust), and --workers N sets how many server
-    processes share the drawings (default: one per core, at most 8).
+    processes share the drawings (default with --host 0.0.0.0: one per core, at most 8).
     """
     from ..serve import serve
 

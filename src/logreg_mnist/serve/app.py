@@ -49,7 +49,7 @@ from ..images import FORMATS, peek_decoded_bytes
 from .guard import MemoryBudget, RequestGuard, guarded_protocol
 from .mistakes import MAX_LIMIT, Mistakes
 from .run_view import RunView
-from .workers import can_fork, default_workers, run_workers
+from .workers import Server, can_fork, default_workers, run_workers
 
 MAX_BODY_BYTES = 5_000_000  # 5 MB: a phone photo fits, a flood does not
 DRAIN_BYTES = 8_000_000  # read and dropped past the limit before the 413, so the client sees it
@@ -314,6 +314,14 @@ def _more_files(wanted: int) -> None:
         pass
 
 
+def workers_for(host: str, workers: int | None = None) -> int:
+    """``workers``, or by default 1 on a loopback address (one person's page) and
+    :func:`~.workers.default_workers` elsewhere (a classroom)."""
+    if workers is not None:
+        return workers
+    return 1 if _is_loopback(host) else default_workers()
+
+
 def serve(
     target: str | os.PathLike,
     host: str = "127.0.0.1",
@@ -326,13 +334,13 @@ def serve(
     """Load ``target`` (a run directory or a model file), print the page's URL and serve it
     until Ctrl-C (which uvicorn turns into a clean shutdown, then KeyboardInterrupt).
 
-    ``workers`` processes answer on the one socket (:mod:`.workers`; default:
-    :func:`~.workers.default_workers`, one per core up to 8), each with its own guard and limits.
+    ``workers`` processes answer on the one socket (:mod:`.workers`), each with its own guard
+    and limits; by default one on a loopback address (one person's page), else
+    :func:`~.workers.default_workers` (one per core, at most 8: a classroom).
     """
     if not 0 <= port <= 65535:
         raise ConfigError(f"--port: expected 0-65535, found {port}")
-    if workers is None:
-        workers = default_workers()
+    workers = workers_for(host, workers)
     if workers < 1 or (workers > 1 and not can_fork()):
         raise ConfigError(f"--workers: expected {'1 on this system' if workers > 1 else 'at least 1'}, found {workers}")
     view = RunView(target)
@@ -354,7 +362,7 @@ def serve(
         print(f"{workers} server processes answer there", file=out, flush=True)
 
     def run(listening: socket.socket) -> None:
-        uvicorn.Server(server_config(app)).run(sockets=[listening])
+        Server(server_config(app)).run(sockets=[listening])
 
     with sock:
         if workers == 1:

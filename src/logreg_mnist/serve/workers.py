@@ -9,7 +9,7 @@ once, their memory), as a single server has. Forking needs a POSIX system; elsew
 process serves.
 
 The parent waits: Ctrl-C (SIGINT) or SIGTERM is passed on to the workers, which finish
-their answers and stop; a worker that stops by itself (a crash, killed for memory) stops
+their answers and stop (those still there after :data:`GRACE_SECONDS` are killed); a worker that stops by itself (a crash, killed for memory) stops
 the others and the command fails with :class:`~logreg_mnist.errors.ServerError`. A worker
 whose parent dies is sent SIGTERM by the kernel (Linux), so none is left serving alone.
 """
@@ -23,11 +23,28 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
+
+import uvicorn
 
 from ..errors import ServerError
 
 MAX_DEFAULT_WORKERS = 8
+GRACE_SECONDS = 10.0  # for the workers to finish their answers once told to stop; then they are killed
+_STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
+
+
+class Server(uvicorn.Server):
+    """uvicorn's server, taking SIGINT and SIGTERM in only once its own handlers are in place:
+    workers are forked with those signals blocked, so one sent while a worker starts waits
+    for it (and stops it) instead of landing in a handler on the way."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        with super().capture_signals():
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
+            yield
 
 
 def can_fork() -> bool:
@@ -58,6 +75,7 @@ def _die_with_parent() -> None:
 
 
 def _start(run: Callable[[socket.socket], None], sock: socket.socket) -> int:
+    parent = os.getpid()
     pid = os.fork()
     if pid == 0:  # the worker: serve until told to stop, then leave without the parent's clean-up
         code = 0
@@ -65,6 +83,8 @@ def _start(run: Callable[[socket.socket], None], sock: socket.socket) -> int:
             signal.signal(signal.SIGINT, signal.default_int_handler)
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             _die_with_parent()
+            if os.getppid() != parent:  # the parent died before the request above took effect
+                os._exit(0)
             run(sock)
         except KeyboardInterrupt:
             pass
@@ -96,6 +116,27 @@ def _ended(status: int) -> str:
     return f"exit status {os.waitstatus_to_exitcode(status)}"
 
 
+def _reap(pids: set[int], grace: float = GRACE_SECONDS) -> None:
+    """Wait for the workers ``pids`` (told to stop) for ``grace`` seconds, then kill those left."""
+    deadline = time.monotonic() + grace
+    try:
+        while pids and time.monotonic() < deadline:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+            if pid == 0:
+                time.sleep(0.02)
+            pids.discard(pid)
+    except KeyboardInterrupt:  # Ctrl-C again: stop now
+        pass
+    except ChildProcessError:
+        pids.clear()
+    _stop(pids, signal.SIGKILL)
+    while pids:
+        try:
+            pids.discard(os.wait()[0])
+        except ChildProcessError:
+            break
+
+
 def run_workers(run: Callable[[socket.socket], None], sock: socket.socket, n: int) -> None:
     """Run ``run(sock)`` in ``n`` forked processes and wait for them.
 
@@ -108,23 +149,22 @@ def run_workers(run: Callable[[socket.socket], None], sock: socket.socket, n: in
     pids: set[int] = set()
     previous = signal.signal(signal.SIGTERM, lambda signum, frame: signal.default_int_handler(signum, frame))
     try:
-        for _ in range(n):
-            pids.add(_start(run, sock))
-        pid, status = os.wait()  # the first to stop on its own stops the others
+        try:
+            signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)  # the workers unblock them in Server
+            try:
+                for _ in range(n):
+                    pids.add(_start(run, sock))
+            finally:
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
+            pid, status = os.wait()  # the first to stop on its own stops the others
+        except BaseException:
+            _stop(pids)
+            _reap(pids)
+            raise
         pids.discard(pid)
         _stop(pids)
+        _reap(pids)
         others = "the other was" if n == 2 else f"the other {n - 1} were"
         raise ServerError(f"a server process stopped on its own ({_ended(status)}); {others} stopped too")
-    except BaseException:
-        _stop(pids)
-        raise
     finally:
-        while pids:
-            try:
-                pid, _ = os.wait()
-                pids.discard(pid)
-            except ChildProcessError:
-                break
-            except KeyboardInterrupt:  # again: stop now
-                _stop(pids, signal.SIGKILL)
         signal.signal(signal.SIGTERM, previous)
