@@ -90,7 +90,7 @@ def bare_app() -> int:
     app = Starlette(routes=[Route("/api/predict", predict, methods=["POST"])])
     import socket
 
-    sock = socket.socket()
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)  # as serve's: TCP_NODELAY
     sock.bind((HOST, 0))
     sock.listen(128)
     print(f"serving the bare app at http://{HOST}:{sock.getsockname()[1]}/  (Ctrl-C to stop)", flush=True)
