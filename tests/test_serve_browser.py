@@ -10,6 +10,8 @@ missing, unless LOGREG_MNIST_REQUIRE_BROWSER is set (as CI does): then it fails.
 from __future__ import annotations
 
 import base64
+import contextlib
+import json
 import math
 import os
 import shutil
@@ -66,23 +68,30 @@ def browser():
     shutil.rmtree(profile, ignore_errors=True)
 
 
-@pytest.fixture(scope="module")
-def served(tmp_path_factory):
-    """`logreg-mnist serve` on a hand-made run, as a separate process; yields (URL, run directory)."""
-    run = make_run(tmp_path_factory.mktemp("browser") / "run")
+@contextlib.contextmanager
+def _serving(run: Path):
+    """`logreg-mnist serve RUN` as a separate process; yields its URL."""
     proc = subprocess.Popen([sys.executable, "-m", "logreg_mnist", "serve", str(run), "--port", "0"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "PYTHONUNBUFFERED": "1"})
     try:
         line = proc.stdout.readline()
         assert " at http://127.0.0.1:" in line, line + proc.stderr.read()
-        yield line.split(" at ")[1].split()[0], run
+        yield line.split(" at ")[1].split()[0]
     finally:
         proc.send_signal(signal.SIGINT)
         try:
             proc.wait(20)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    """`logreg-mnist serve` on a hand-made run; yields (URL, run directory)."""
+    run = make_run(tmp_path_factory.mktemp("browser") / "run")
+    with _serving(run) as url:
+        yield url, run
 
 
 @pytest.fixture
@@ -162,7 +171,10 @@ def test_the_answer_shown_is_the_servers_for_the_final_drawing(page, served):
     assert live.get_attribute("aria-live") == "polite"
     assert page.execute_script("return document.getElementById('announce').textContent").startswith(
         "The best model says 1")
-    assert page.execute_script("return window.logregPage.perf.latencies.length") == 1
+    # From the release to the answer shown: no wait for an idle-time encoding (toBlob took ~1 s); the
+    # page's figure, generous here, is measured for real by benchmarks/bench_page.py.
+    latencies = page.execute_script("return window.logregPage.perf.latencies")
+    assert len(latencies) == 1 and latencies[0] < 750
 
     # A second stroke (a ring over the bar), then Undo: back to the bar alone, answered again.
     before = _canvas_png(page)
@@ -336,6 +348,28 @@ def test_a_dot_is_not_taken_for_a_digit(page, served):
     assert answer["doubt"]["message"] in page.execute_script("return document.getElementById('announce').textContent")
 
 
+def test_the_brush_size_sets_the_stroke_width(page):
+    from selenium.webdriver.common.keys import Keys
+
+    def ink() -> int:
+        return page.execute_script("const c = document.getElementById('pad');"
+                                   "return c.getContext('2d').getImageData(0, 0, c.width, c.height).data"
+                                   ".filter((v, i) => i % 4 === 0 && v < 128).length")
+
+    brush = page.find_element("id", "brush")
+    brush.send_keys(Keys.HOME)
+    assert _text(page, "brush-size") == "4 px"
+    _draw(page, BAR)
+    _settled(page)
+    thin = ink()
+    page.find_element("id", "clear").click()
+    brush.send_keys(Keys.END)
+    assert _text(page, "brush-size") == "40 px"
+    _draw(page, BAR)
+    _settled(page)
+    assert ink() > 5 * thin
+
+
 def test_the_run_is_described_by_its_title_and_its_own_settings(page, served):
     url, _ = served
     run = httpx.get(url + "api/run").json()
@@ -353,18 +387,36 @@ def test_the_run_is_described_by_its_title_and_its_own_settings(page, served):
     assert f"{limit:.2f}" in _text(page, "whigh")
 
 
-def test_the_test_digits_the_model_gets_wrong_can_be_browsed_or_the_reason_is_said(page, served):
-    url, _ = served
-    r = httpx.get(url + "api/mistakes?offset=0&limit=24")
-    if r.status_code == 404:
-        _wait(page, "return document.getElementById('m-note').textContent !== 'Loading…'")
-        assert _text(page, "m-note") == r.json()["error"]
-        return
-    first = r.json()["items"][0]
-    _wait(page, "return document.querySelectorAll('#mgrid button').length > 0")
-    page.find_element("css selector", "#mgrid button").click()
-    assert _shown(page)["pixels"] == [v for row in first["pixels"] for v in row]
-    assert _text(page, "label") == str(first["predicted"])
+def test_without_test_digits_the_page_says_why(page, served):
+    r = httpx.get(served[0] + "api/mistakes?offset=0&limit=24")
+    assert r.status_code == 404  # the hand-made run has no test split
+    _wait(page, "return document.getElementById('m-note').textContent !== 'Loading…'")
+    assert _text(page, "m-note") == r.json()["error"]
+    assert page.find_elements("css selector", "#mgrid button") == []
+
+
+def test_the_test_digits_the_model_gets_wrong_can_be_browsed_with_their_evidence(browser, real_mnist_dir, tmp_path):
+    # The hand-made model, recorded as trained on the real MNIST: it gets most test digits wrong.
+    run = make_run(tmp_path / "run")
+    config = json.loads((run / "config.json").read_text())
+    (run / "config.json").write_text(json.dumps({**config, "dataset": "mnist", "data_source": str(real_mnist_dir)}))
+    with _serving(run) as url:
+        browser.get(url)
+        _wait(browser, "return document.body.dataset.ready === '1' && document.querySelectorAll('#mgrid button').length")
+        page = httpx.get(url + "api/mistakes?offset=0&limit=24").json()
+        buttons = browser.find_elements("css selector", "#mgrid button")
+        assert len(buttons) == len(page["items"]) == 24 and page["total"] > 24
+        assert f"{page['total']:,} test digits" in _text(browser, "m-note")
+        item = page["items"][3]
+        buttons[3].click()
+        assert _shown(browser)["pixels"] == [v for row in item["pixels"] for v in row]
+        assert _text(browser, "label") == str(item["predicted"])
+        assert np.abs(np.array(_shown(browser)["p"]) - item["probabilities"]).max() < 1e-4
+        # Its evidence: for the predicted class, and for the class it truly is.
+        assert browser.find_element("id", "ev1-h").text == f"Your pick: {item['label']}"
+        assert f"labelled {item['label']}" in _text(browser, "seen-note")
+        browser.find_element("id", "more").click()
+        _wait(browser, "return document.querySelectorAll('#mgrid button').length === 48")
 
 
 def test_the_page_fits_a_phone_with_the_answer_in_view(browser, served):
