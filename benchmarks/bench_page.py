@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import itertools
 import os
 import random
 import shutil
@@ -130,7 +131,7 @@ def screenshots(driver, url: str, out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     three = [(0.3, 0.22), (0.5, 0.16), (0.68, 0.25), (0.62, 0.42), (0.46, 0.5), (0.64, 0.58), (0.7, 0.74),
              (0.52, 0.86), (0.3, 0.8)]
-    fine = [p for a, b in zip(three, three[1:]) for p in np.linspace(a, b, 6)[:-1].round(4).tolist()] + [three[-1]]
+    fine = [p for a, b in itertools.pairwise(three) for p in np.linspace(a, b, 6)[:-1].round(4).tolist()] + [three[-1]]
 
     def save(name: str) -> None:
         shot = driver.execute_cdp_cmd("Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True})
