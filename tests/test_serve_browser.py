@@ -3,7 +3,8 @@ against `logreg-mnist serve` running as its own process on 127.0.0.1.
 
 One browser and one server serve every test of the module. Skipped when chromium,
 chromedriver, Selenium or axe-core (``axe.min.js``: $LOGREG_MNIST_AXE_JS, else
-``node_modules/axe-core`` of the repository, from ``npm install --no-save axe-core``) is
+``node_modules/axe-core`` of the repository, from
+``npm install --no-save --no-package-lock axe-core@4.14.1``) is
 missing, unless LOGREG_MNIST_REQUIRE_BROWSER is set (as CI does): then it fails.
 """
 
