@@ -133,6 +133,13 @@ def test_a_tiny_drawing_is_doubted_as_small(client):
     }
 
 
+def test_a_tiny_digit_in_a_large_photo_is_doubted_as_small(client):
+    im = Image.new("RGB", (1400, 1000), "white")
+    ImageDraw.Draw(im).line([(700, 450), (700, 550)], fill="black", width=12)  # 100 of 1400: 2 of 28
+    answer = client.post("/api/predict?explain=0", content=png_bytes(im, "JPEG")).json()
+    assert answer["doubt"]["kind"] == "small" and "only 2 pixels tall" in answer["doubt"]["message"]
+
+
 def test_a_low_confidence_is_doubted_as_unsure(tmp_path):
     run = make_run(tmp_path / "run")
     model, meta = load_model(run / "best.safetensors")

@@ -49,6 +49,7 @@ from ..images import FORMATS, peek_decoded_bytes
 from .guard import MemoryBudget, RequestGuard, guarded_protocol
 from .mistakes import MAX_LIMIT, Mistakes
 from .run_view import RunView
+from .workers import can_fork, default_workers, run_workers
 
 MAX_BODY_BYTES = 5_000_000  # 5 MB: a phone photo fits, a flood does not
 DRAIN_BYTES = 8_000_000  # read and dropped past the limit before the 413, so the client sees it
@@ -318,17 +319,27 @@ def serve(
     host: str = "127.0.0.1",
     port: int = 8000,
     *,
+    workers: int | None = None,
     out: TextIO = sys.stdout,
     err: TextIO = sys.stderr,
 ) -> None:
     """Load ``target`` (a run directory or a model file), print the page's URL and serve it
-    until Ctrl-C (which uvicorn turns into a clean shutdown, then KeyboardInterrupt)."""
+    until Ctrl-C (which uvicorn turns into a clean shutdown, then KeyboardInterrupt).
+
+    ``workers`` processes answer on the one socket (:mod:`.workers`; default:
+    :func:`~.workers.default_workers`, one per core up to 8), each with its own guard and limits.
+    """
     if not 0 <= port <= 65535:
         raise ConfigError(f"--port: expected 0-65535, found {port}")
+    if workers is None:
+        workers = default_workers()
+    if workers < 1 or (workers > 1 and not can_fork()):
+        raise ConfigError(f"--workers: expected {'1 on this system' if workers > 1 else 'at least 1'}, found {workers}")
     view = RunView(target)
     app = create_app(view, allowed_hosts=[host])
     _more_files(2 * MAX_CONNECTIONS + 256)
     sock = bind(host, port)
+    view.warm_up()  # before the workers are forked: they share what it loads
     address = sock.getsockname()
     shown = f"[{address[0]}]" if ":" in address[0] else address[0]
     if not _is_loopback(host):
@@ -339,6 +350,14 @@ def serve(
             flush=True,
         )
     print(f"serving {target} at http://{shown}:{address[1]}/  (Ctrl-C to stop)", file=out, flush=True)
-    config = server_config(app)
+    if workers > 1:
+        print(f"{workers} server processes answer there", file=out, flush=True)
+
+    def run(listening: socket.socket) -> None:
+        uvicorn.Server(server_config(app)).run(sockets=[listening])
+
     with sock:
-        uvicorn.Server(config).run(sockets=[sock])
+        if workers == 1:
+            run(sock)
+        else:
+            run_workers(run, sock, workers)

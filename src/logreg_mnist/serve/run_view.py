@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import functools
+import io
 import math
 import os
 import re
@@ -22,14 +23,16 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from PIL import Image
 
 from .. import persistence
 from ..config import SETTINGS, settings_in_use
 from ..data.pixels import PIXEL_SCALE, SIDE
 from ..errors import ModelFileError
-from ..images import Prepared, open_image, prepare, to_gray
+from ..images import WORK_SIDE, Prepared, open_image, prepare, to_gray
 from ..model import LogisticRegression
 from ..run import class_names_for
+from .canvas import as_image, canvas_gray
 from .doubt import doubt, ink_box, thresholds
 
 _SNAPSHOT_NAME = re.compile(r"epoch-(\d+)\.safetensors")
@@ -241,15 +244,27 @@ class RunView:
         }
 
     def prepare(self, data: bytes, *, raw: bool = False, max_decoded: int | None = None) -> tuple[Prepared, np.ndarray]:
-        """The image in ``data`` (file bytes) as the model's input, and its gray levels (for :func:`.doubt.ink_box`).
+        """The image in ``data`` (file bytes) as the model's input, and its gray levels (for
+        :func:`.doubt.ink_box`; those of a copy at most ``WORK_SIDE`` pixels across for a larger image).
+
+        A drawing from the page's pad takes the short way of :mod:`.canvas` (the same ``prepared``).
 
         Raises:
             DataError: the bytes are not an image the pipeline accepts, or it would take more
                 than ``max_decoded`` bytes once decoded (default: the CLI's limit).
         """
+        gray = canvas_gray(data)
+        if gray is not None:
+            return prepare(as_image(gray), raw=raw), gray
         limits = {} if max_decoded is None else {"max_decoded": max_decoded}
         image = open_image(data, name="the request body", **limits)
-        return prepare(image, raw=raw), to_gray(image)
+        prepared = prepare(image, raw=raw)
+        factor = -(-max(image.size) // WORK_SIDE)
+        if factor > 1:  # any mode resizes by nearest neighbours; enough for the ink's extent
+            image = image.resize(
+                (max(1, image.width // factor), max(1, image.height // factor)), Image.Resampling.NEAREST
+            )
+        return prepared, to_gray(image)
 
     def predict(
         self, data: bytes, *, raw: bool = False, explain: bool = True, max_decoded: int | None = None
@@ -284,7 +299,7 @@ class RunView:
             ),
         }
         if explain:
-            classes = [label, int(order[1])]  # the prediction and the runner-up
+            classes = [int(c) for c in order[:2]]  # the prediction and the runner-up
             maps = evidence_maps(prepared.pixels, self.model.W, classes)
             answer["evidence"] = {
                 "classes": classes,
@@ -296,17 +311,25 @@ class RunView:
             }
         return answer
 
+    def warm_up(self) -> None:
+        """Load now what the first requests would load (the colour map, the pipeline's SciPy
+        modules), so that forked workers share it and no first answer waits for it."""
+        self.describe()
+        pad = Image.new("L", (280, 280), 255)
+        pad.paste(0, (130, 60, 150, 220))  # a bar: a "1"
+        buffer = io.BytesIO()
+        pad.save(buffer, format="PNG")
+        self.predict(buffer.getvalue(), explain=False)
+
     def learning_curves_png(self) -> bytes | None:
         """The run's learning curves as PNG (drawn once, by :mod:`logreg_mnist.plots`), or None."""
         if not self.history:
             return None
         with self._curves_lock:
             if self._curves_png is None:
-                from io import BytesIO
-
                 from ..plots import learning_curves_figure
 
-                buf = BytesIO()
+                buf = io.BytesIO()
                 learning_curves_figure(
                     self.history,
                     unit=self.unit,

@@ -1,0 +1,114 @@
+"""Several server processes answering on one listening socket, for a classroom on one machine.
+
+Preparing a drawing takes a few tens of milliseconds of one core, in Python and NumPy, so
+one process answers a few dozen drawings a second whatever its threads. ``serve --workers N``
+binds the socket once, loads the run once, then forks ``N`` processes that each run the
+same app on that socket (the kernel hands each new connection to one of them). Each
+worker has its own guard and limits (connections, uploads waiting, images decoded at
+once, their memory), as a single server has. Forking needs a POSIX system; elsewhere one
+process serves.
+
+The parent waits: Ctrl-C (SIGINT) or SIGTERM is passed on to the workers, which finish
+their answers and stop; a worker that stops by itself stops the others. A worker whose
+parent dies is sent SIGTERM by the kernel (Linux), so none is left serving alone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import ctypes.util
+import os
+import signal
+import socket
+import sys
+from collections.abc import Callable
+
+MAX_DEFAULT_WORKERS = 8
+
+
+def can_fork() -> bool:
+    """Whether this system can run several workers (POSIX ``fork``)."""
+    return hasattr(os, "fork") and sys.platform != "win32"
+
+
+def default_workers() -> int:
+    """One worker per core, at most :data:`MAX_DEFAULT_WORKERS`; 1 where workers cannot be forked."""
+    if not can_fork():
+        return 1
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 1
+    return max(1, min(MAX_DEFAULT_WORKERS, cores))
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to send this process SIGTERM when its parent dies (elsewhere: nothing)."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def _start(run: Callable[[socket.socket], None], sock: socket.socket) -> int:
+    pid = os.fork()
+    if pid == 0:  # the worker: serve until told to stop, then leave without the parent's clean-up
+        code = 0
+        try:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            _die_with_parent()
+            run(sock)
+        except KeyboardInterrupt:
+            pass
+        except BaseException:  # noqa: BLE001 - reported here: the parent only sees the exit status
+            import traceback
+
+            traceback.print_exc()
+            code = 1
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
+    return pid
+
+
+def _stop(pids: set[int], how: int = signal.SIGINT) -> None:
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, how)
+
+
+def run_workers(run: Callable[[socket.socket], None], sock: socket.socket, n: int) -> None:
+    """Run ``run(sock)`` in ``n`` forked processes and wait for them.
+
+    Returns when they have all stopped by themselves; raises KeyboardInterrupt after Ctrl-C
+    or SIGTERM (passed on to the workers, then waited for).
+    """
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pids: set[int] = set()
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: signal.default_int_handler(signum, frame))
+    try:
+        for _ in range(n):
+            pids.add(_start(run, sock))
+        pid, _ = os.wait()  # the first to stop (on its own) stops the others
+        pids.discard(pid)
+        _stop(pids)
+    except KeyboardInterrupt:
+        _stop(pids)
+        raise
+    finally:
+        while pids:
+            try:
+                pid, _ = os.wait()
+                pids.discard(pid)
+            except ChildProcessError:
+                break
+            except KeyboardInterrupt:  # again: stop now
+                _stop(pids, signal.SIGKILL)
+        signal.signal(signal.SIGTERM, previous)
