@@ -446,7 +446,7 @@ def test_the_page_fits_a_phone_with_the_answer_in_view(browser, served):
 
 def test_no_serious_accessibility_violation(page):
     if not AXE_JS.is_file():
-        _need(f"axe-core's axe.min.js at {AXE_JS} (npm install --no-save axe-core, or set LOGREG_MNIST_AXE_JS)")
+        _need(f"axe-core's axe.min.js at {AXE_JS} (npm install --no-save --no-package-lock axe-core@4.14.1, or set LOGREG_MNIST_AXE_JS)")
     _draw(page, BAR)
     _settled(page)
     page.find_element("css selector", "#scores button[data-k='7']").click()
