@@ -11,7 +11,8 @@ Starts the server as its own process and the browser, then draws --drawings digi
   - live updates while drawing: answers shown per second between press and release (target >= 15).
 With --screenshots DIR it also saves three screenshots there: a class clicked (class.png), an
 early snapshot replayed on a drawing (epoch.png) and the phone layout at 390x844 (phone.png).
-Without --model the serve tests' hand-made run is used (no training, no data).
+Without --model the serve tests' hand-made run is used (no training, no data). Exits 0 when
+every target is met, 1 otherwise.
 """
 
 from __future__ import annotations
@@ -105,7 +106,8 @@ def draw(driver, points, step_ms: float) -> dict:
     return result
 
 
-def measure(driver, url: str, drawings: int, points: int, step_ms: float, seed: int) -> None:
+def measure(driver, url: str, drawings: int, points: int, step_ms: float, seed: int) -> bool:
+    """Draw and print the figures; True when every target is met."""
     load(driver, url)
     wait(driver, "return document.getElementById('m-note').textContent !== 'Loading…'")  # the page's last request
     rng = random.Random(seed)
@@ -123,6 +125,7 @@ def measure(driver, url: str, drawings: int, points: int, step_ms: float, seed: 
           f"{'met' if p99 <= TARGET_P99_MS else 'MISSED'}), min {lat.min():.1f}, max {lat.max():.1f} ms")
     print(f"live answers while drawing: median {np.median(rate):.1f}/s, slowest drawing {rate.min():.1f}/s "
           f"(target >= {TARGET_RATE:g}/s: {'met' if rate.min() >= TARGET_RATE else 'MISSED'})")
+    return bool(p50 <= TARGET_P50_MS and p99 <= TARGET_P99_MS and rate.min() >= TARGET_RATE)
 
 
 def screenshots(driver, url: str, out: Path) -> None:
@@ -161,7 +164,7 @@ def screenshots(driver, url: str, out: Path) -> None:
         driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
 
 
-def main() -> None:
+def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", type=Path, help="run directory or model file (default: a hand-made run)")
     ap.add_argument("--drawings", type=int, default=50)
@@ -186,7 +189,7 @@ def main() -> None:
         driver = start_browser(args.chromium, args.chromedriver, str(Path(tmp) / "profile"))
         try:
             started = time.perf_counter()
-            measure(driver, url, args.drawings, args.points, args.step_ms, args.seed)
+            met = measure(driver, url, args.drawings, args.points, args.step_ms, args.seed)
             print(f"(measured in {time.perf_counter() - started:.1f} s; model: {args.model or 'hand-made run'})")
             if args.screenshots:
                 screenshots(driver, url, args.screenshots)
@@ -197,7 +200,8 @@ def main() -> None:
                 proc.wait(20)
             except subprocess.TimeoutExpired:
                 proc.kill()
+    return 0 if met else 1
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
