@@ -125,3 +125,16 @@ def test_the_server_loads_what_requests_need_before_it_forks_its_workers(run_dir
             "after = {m for m in ('scipy.ndimage', 'matplotlib') if m in sys.modules}; print(sorted(before), sorted(after))")
     out = subprocess.run([sys.executable, "-c", code, str(run_dir)], capture_output=True, text=True, timeout=60)
     assert out.stdout.strip() == "[] ['matplotlib', 'scipy.ndimage']", out.stderr
+
+
+def test_a_worker_that_dies_stops_the_others_and_the_command_fails(run_dir):
+    proc, port, workers = start(run_dir, 2)
+    try:
+        victim = min(workers)
+        os.kill(victim, signal.SIGKILL)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 1 and "Traceback" not in err
+    assert "a server process stopped on its own (killed by SIGKILL); the other was stopped too" in err
+    assert wait_gone(workers)

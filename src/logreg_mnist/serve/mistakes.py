@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from ..data.pixels import SIDE
+from ..data.pixels import PIXEL_SCALE, SIDE
 from ..errors import LogregMnistError
 from ..model import LogisticRegression
 
@@ -30,6 +30,7 @@ class Mistakes:
         self._model = model
         self._lock = threading.Lock()
         self._found: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
+        self._pixels = np.zeros((0, SIDE * SIDE), np.uint8)  # the test split's, once loaded
         self._reason: str | None = None
 
     def _load(self) -> None:
@@ -44,15 +45,21 @@ class Mistakes:
         if split.pixels is None or split.pixels.shape[1] != SIDE * SIDE:
             self._reason = "the run's test digits are not 28x28 images of whole gray levels"
             return
+        pixels = split.pixels
         probs = (
-            np.concatenate([self._model.p_y_given_x(split.images[i : i + BATCH]) for i in range(0, len(split), BATCH)])
+            np.concatenate(
+                [
+                    self._model.p_y_given_x(pixels[i : i + BATCH].astype(np.float32) * PIXEL_SCALE)
+                    for i in range(0, len(split), BATCH)
+                ]
+            )
             if len(split)
             else np.zeros((0, self._model.n_out), np.float32)
         )
         predicted = np.argmax(probs, axis=1)
         wrong = np.nonzero(predicted != split.labels)[0]
         self._found = (wrong, split.labels[wrong], predicted[wrong], probs[wrong])
-        self._pixels = split.pixels
+        self._pixels = pixels
 
     def page(self, offset: int, limit: int) -> dict[str, Any] | str:
         """``{total, offset, items}`` from the ``offset``-th mistake, at most ``limit`` of them

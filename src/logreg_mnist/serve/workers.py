@@ -9,8 +9,9 @@ once, their memory), as a single server has. Forking needs a POSIX system; elsew
 process serves.
 
 The parent waits: Ctrl-C (SIGINT) or SIGTERM is passed on to the workers, which finish
-their answers and stop; a worker that stops by itself stops the others. A worker whose
-parent dies is sent SIGTERM by the kernel (Linux), so none is left serving alone.
+their answers and stop; a worker that stops by itself (a crash, killed for memory) stops
+the others and the command fails with :class:`~logreg_mnist.errors.ServerError`. A worker
+whose parent dies is sent SIGTERM by the kernel (Linux), so none is left serving alone.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ import signal
 import socket
 import sys
 from collections.abc import Callable
+
+from ..errors import ServerError
 
 MAX_DEFAULT_WORKERS = 8
 
@@ -83,11 +86,22 @@ def _stop(pids: set[int], how: int = signal.SIGINT) -> None:
             os.kill(pid, how)
 
 
+def _ended(status: int) -> str:
+    if os.WIFSIGNALED(status):
+        number = os.WTERMSIG(status)
+        try:
+            return f"killed by {signal.Signals(number).name}"
+        except ValueError:
+            return f"killed by signal {number}"
+    return f"exit status {os.waitstatus_to_exitcode(status)}"
+
+
 def run_workers(run: Callable[[socket.socket], None], sock: socket.socket, n: int) -> None:
     """Run ``run(sock)`` in ``n`` forked processes and wait for them.
 
-    Returns when they have all stopped by themselves; raises KeyboardInterrupt after Ctrl-C
-    or SIGTERM (passed on to the workers, then waited for).
+    Raises:
+        KeyboardInterrupt: after Ctrl-C or SIGTERM (passed on to the workers, then waited for).
+        ServerError: a worker stopped on its own; the others were stopped.
     """
     sys.stdout.flush()
     sys.stderr.flush()
@@ -96,10 +110,12 @@ def run_workers(run: Callable[[socket.socket], None], sock: socket.socket, n: in
     try:
         for _ in range(n):
             pids.add(_start(run, sock))
-        pid, _ = os.wait()  # the first to stop (on its own) stops the others
+        pid, status = os.wait()  # the first to stop on its own stops the others
         pids.discard(pid)
         _stop(pids)
-    except KeyboardInterrupt:
+        others = "the other was" if n == 2 else f"the other {n - 1} were"
+        raise ServerError(f"a server process stopped on its own ({_ended(status)}); {others} stopped too")
+    except BaseException:
         _stop(pids)
         raise
     finally:
