@@ -130,7 +130,7 @@ def test_thumbnails_only_for_show(model_file, tmp_path, monkeypatch, capsys):  #
 def _analysed_shapes(monkeypatch) -> list[tuple[int, int]]:
     seen = []
     find = analysis.find_digit
-    monkeypatch.setattr(pipeline, "find_digit", lambda gray: seen.append(gray.shape) or find(gray))
+    monkeypatch.setattr(pipeline, "find_digit", lambda gray, **kw: seen.append(gray.shape) or find(gray, **kw))
     return seen
 
 
@@ -144,13 +144,13 @@ def test_small_pictures_are_analysed_whole(monkeypatch, sheet):
 
 def test_a_photo_is_analysed_on_a_reduced_copy_and_the_digit_cut_at_the_resolution_it_needs(monkeypatch):
     seen = _analysed_shapes(monkeypatch)
-    # a small digit on a large sheet: 21 pixels tall in the reduced copy
+    # a small digit on a large sheet: 14 pixels tall in the reduced copy
     image = as_image(drawing("7", sheet=(1400, 1100), box=150, at=(0.3, 0.6)))
     cut = prepare(image)
-    assert max(seen[0]) == pipeline.ANALYSIS_SIDE
-    monkeypatch.setattr(pipeline, "ANALYSIS_SIDE", 1400)  # the whole analysis at full resolution
-    whole = prepare(image)
-    monkeypatch.setattr(pipeline, "ANALYSIS_SIDE", 200)
+    assert max(seen[0]) == pipeline.ANALYSIS_SIDE == 128
+    with monkeypatch.context() as m:
+        m.setattr(pipeline, "ANALYSIS_SIDE", 1400)  # the whole analysis at full resolution
+        whole = prepare(image)
     monkeypatch.setattr(pipeline, "DIGIT_SIDE", 0)  # no cut: the digit as the reduced copy holds it
     coarse = prepare(image)
     assert max(seen[1]) == 1400

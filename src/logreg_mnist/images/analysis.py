@@ -74,11 +74,18 @@ def _paper_fit(gray: np.ndarray) -> np.ndarray:
     # Start from the blocks near the median (the paper, which covers most of the sheet),
     # fit a plane, then a cubic, each time keeping the blocks close to the fit.
     keep = np.abs(coarse - np.median(coarse)) <= max(2.5 * noise_sigma(coarse), 10.0)
+    designs: dict[int, np.ndarray] = {}  # the terms at the blocks' centres, per degree, made once
+
+    def design_of(degree: int) -> np.ndarray:
+        if degree not in designs:
+            designs[degree] = np.stack([t.ravel() for t in terms(yy, xx, degree)], axis=1)
+        return designs[degree]
+
     for degree in (1, 1, 3, 3, 3, 3):
-        design = np.stack([t.ravel() for t in terms(yy, xx, degree)], axis=1)
+        design = design_of(degree)
         if keep.sum() < 3 * design.shape[1]:
             degree = 0 if keep.sum() < 3 * 3 else 1
-            design = np.stack([t.ravel() for t in terms(yy, xx, degree)], axis=1)
+            design = design_of(degree)
             if keep.sum() == 0:
                 keep[:] = True
         a = design[keep]
@@ -105,17 +112,18 @@ def _median_filter(a: np.ndarray, size: int) -> np.ndarray:
     return np.partition(windows, k, axis=-1)[..., k]
 
 
-def _dark_ink(gray: np.ndarray) -> bool | None:
+def _dark_ink(gray: np.ndarray, side: int = 96) -> bool | None:
     """Whether the ink is darker than the paper; None when nothing stands out (a blank image).
 
     The paper is what a median over a third of the picture sees (ink is a minority of
     thin strokes; a median keeps the edges of shadows, unlike a mean); the ink is what
-    stands out from it, on one side. Measured on a copy at most 96 pixels across.
+    stands out from it, on one side. Measured on a copy at most ``side`` pixels across (the
+    median on one half that size when ``side`` is over 48).
     """
     from scipy import ndimage
 
     h, w = gray.shape
-    scale = min(1.0, 96 / max(h, w))
+    scale = min(1.0, side / max(h, w))
     small = resize(gray, (max(1, round(h * scale)), max(1, round(w * scale))), Image.Resampling.BOX)
     sh, sw = small.shape
     coarse = resize(small, (max(1, sh // 2), max(1, sw // 2)), Image.Resampling.BOX) if max(sh, sw) > 48 else small
@@ -208,9 +216,12 @@ def stroke_width(mask: np.ndarray) -> float:
     return float(2 * dist[mask].mean())
 
 
-def find_digit(gray: np.ndarray) -> Found:
+def find_digit(gray: np.ndarray, *, polarity_side: int = 96) -> Found:
     """Paper, ink and the digit on ``gray``, float32 (h, w) in [0, 255] (steps 2 to 4 of
-    :mod:`~logreg_mnist.images.pipeline`); ``digit`` is None when there is none."""
+    :mod:`~logreg_mnist.images.pipeline`); ``digit`` is None when there is none.
+
+    ``polarity_side``: the polarity is read on a copy at most this many pixels across.
+    """
     from scipy import ndimage  # here: an MNIST-like image (the common case) needs none of it
 
     h, w = gray.shape
@@ -222,7 +233,7 @@ def find_digit(gray: np.ndarray) -> Found:
     # first against a smooth fit of the paper (to find the ink and its stroke width), then
     # against a closing of the image that size, which follows the edges of shadows too.
     smooth_gray = ndimage.gaussian_filter(gray, blur)
-    dark = _dark_ink(smooth_gray)
+    dark = _dark_ink(smooth_gray, polarity_side)
     if dark is None:
         return Found(None, False)
     fit = _paper_fit(smooth_gray)

@@ -51,7 +51,8 @@ from .decode import to_gray
 __all__ = ["ANALYSIS_SIDE", "BOX", "DIGIT_SIDE", "MIN_DIGIT", "SMALL_SIDE", "Prepared", "looks_like_mnist", "prepare"]
 
 SMALL_SIDE = 320  # pictures up to this longer side are analysed as they are (a page's 280-pixel canvas)
-ANALYSIS_SIDE = 200  # larger ones: paper, ink and the digit's box found on a copy this size (longer side)
+ANALYSIS_SIDE = 128  # larger ones: paper, ink and the digit's box found on a copy this size (longer side)
+POLARITY_SIDE = 64  # and their polarity on one this size
 DIGIT_SIDE = 80  # and the digit cut from the full picture at up to this many pixels on its longer side
 BOX = 20  # the box MNIST's digits are scaled into, within the frame of SIDE pixels
 _MNIST_STROKE = 2.3  # MNIST's typical stroke width in pixels at the 20-pixel scale (2 x mean distance to edge)
@@ -113,6 +114,11 @@ def _mnist_layout(digit: np.ndarray) -> np.ndarray:
 def prepare(image: Image.Image, *, raw: bool = False) -> Prepared:
     """Bring a picture of one digit into MNIST's form (see the module's docstring).
 
+    A picture of at most ``SMALL_SIDE`` (320) pixels on its longer side, such as the page's
+    280-pixel canvas, is analysed as it is. A larger one (a photo) is analysed on a copy
+    reduced to ``ANALYSIS_SIDE`` (128) pixels on its longer side, and its digit then cut
+    from the full picture at up to ``DIGIT_SIDE`` (80) pixels.
+
     Args:
         image: any Pillow image (from :func:`open_image`).
         raw: take a 28x28 image's gray levels as they are (no inversion, no cropping).
@@ -156,7 +162,9 @@ def _prepare_large(image: Image.Image) -> Prepared:
     width, height = picture.size
     scale = ANALYSIS_SIDE / max(width, height)
     size = (max(1, round(width * scale)), max(1, round(height * scale)))
-    found = find_digit(np.asarray(picture.resize(size, Image.Resampling.BOX), dtype=np.float32))
+    found = find_digit(
+        np.asarray(picture.resize(size, Image.Resampling.BOX), dtype=np.float32), polarity_side=POLARITY_SIDE
+    )
     if found.digit is None:
         return _blank(found.dark)
     digit = found.digit if max(found.digit.shape) >= DIGIT_SIDE else _cut(picture, found)
