@@ -162,3 +162,26 @@ def test_the_papers_median_is_scipys(shape, size):
     a = np.random.default_rng(0).uniform(0, 255, shape).astype(np.float32)
     expected = ndimage.median_filter(a, size=(size, size), mode="reflect")
     np.testing.assert_array_equal(analysis._median_filter(a, size), expected)
+
+
+def _sleepy_disposition(seconds: float) -> bool:
+    import signal
+    import time
+
+    time.sleep(seconds)
+    return signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+
+
+def test_ctrl_c_stops_the_pool_at_once_and_is_the_parents_alone():
+    import signal
+    import threading
+    import time
+
+    assert ordered_map(_sleepy_disposition, [0.0, 0.0], workers=2, progress=False) == [True, True]  # workers ignore it
+    timer = threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT))
+    timer.start()
+    start = time.perf_counter()
+    with pytest.raises(KeyboardInterrupt):
+        ordered_map(_sleepy_disposition, [0.05] * 200, workers=2, progress=False)  # 5 s of work
+    assert time.perf_counter() - start < 3  # what was not started is dropped, not waited for
+    timer.join()
