@@ -81,7 +81,7 @@ def ordered_map(
     context = multiprocessing.get_context(start_method())
     pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_ignore_interrupts)
     try:
-        chunk = max(1, min(16, len(items) // (4 * workers)))
+        chunk = max(1, min(8, len(items) // (8 * workers)))  # small: the last chunks keep every worker busy
         answers = pool.map(fn, items, chunksize=chunk)  # the workers start here, before the bar's thread
         with bar() as shown:
             results = []
