@@ -54,6 +54,18 @@ def test_a_progress_bar_only_on_a_terminal(monkeypatch, terminal):
     assert err.getvalue() == "" or terminal
 
 
+def test_no_bar_is_made_off_a_terminal(monkeypatch):
+    # even a disabled tqdm bar starts a monitor thread, and a thread rules out forking the next pool
+    import tqdm.auto
+
+    def no_bar(*args, **kwargs):
+        raise AssertionError("a progress bar")
+
+    monkeypatch.setattr(tqdm.auto, "tqdm", no_bar)
+    assert ordered_map(_pid_and_square, [1, 2, 3], workers=1, progress=False)[2][1] == 9
+    assert ordered_map(_pid_and_square, [1, 2, 3], workers=2, progress=False)[2][1] == 9
+
+
 def _write_digits(directory, digits="71507"):
     directory.mkdir()
     for i, d in enumerate(digits):

@@ -36,6 +36,19 @@ def _ignore_interrupts() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
+class _NoBar:
+    """What the loops below need of a progress bar, doing nothing."""
+
+    def __enter__(self) -> _NoBar:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+    def update(self) -> None:
+        pass
+
+
 def ordered_map(
     fn: Callable[[T], R],
     items: Sequence[T],
@@ -63,10 +76,13 @@ def ordered_map(
     workers = max(1, min(len(items), workers or usable_cores()))
     if progress is None:
         progress = len(items) > 1 and sys.stderr.isatty()
-    from tqdm.auto import tqdm
 
     def bar():
-        return tqdm(total=len(items), unit=unit, desc=desc, disable=not progress, leave=False, file=sys.stderr)
+        if not progress:  # no tqdm at all: even a disabled bar starts its monitor thread, and a
+            return _NoBar()  # thread in this process rules out forking the next pool
+        from tqdm.auto import tqdm
+
+        return tqdm(total=len(items), unit=unit, desc=desc, leave=False, file=sys.stderr)
 
     if workers == 1:
         with bar() as shown:
