@@ -7,13 +7,13 @@ image; 3 bytes each, 23 MB for the 50,000 training images), and for the
 training split also each minibatch's non-zeros by column (another 23 MB), which
 the gradient pass reads. The pages of the uint8 arrays are released once copied
 (:func:`~logreg_mnist.data.cache.release_pages`). Denser data cost more: 6 bytes
-per non-zero pixel of the training split (3 of the others), 4.6 times the pixels for
-a split 77 % non-zero, 6 times for a split with no zero pixel. The sparse form is
-used at every density all the same, since it trains faster at every density than the
-uint8 rows read dense (measured on 30,000 MNIST rows made 19 % to 100 % non-zero:
-1.4 to 10 times as fast, with 1 or 2 threads). What decides is memory: the engine
-counts the bytes its layouts will take (:meth:`FusedEngine.held_bytes`, the density
-sampled from 10,000 rows of each split), and data whose layouts exceed the memory
+per non-zero pixel of the training split, 3 of the others (58 % non-zero: 3.5 and 1.7
+times the pixels; no zero pixel: 6 and 3). The sparse form is used at every density
+all the same: it trains faster than the uint8 rows read dense at every density
+(measured on 30,000 MNIST rows made 19 % to 100 % non-zero, 1 or 2 threads: about
+2 to 8 times as fast). What decides is memory: the engine counts the bytes its
+layouts will take (:meth:`FusedEngine.held_bytes`, each split's density sampled from
+10,000 of its rows), and data whose layouts exceed the memory
 budget are read in chunks (:mod:`.fused_chunked`). Rows wider than 65,536 pixels
 (column indices are uint16) are read dense, as their uint8 rows. No float copy
 of the data is made; a pixel ``u`` enters the arithmetic as ``u / 256``, the
