@@ -29,8 +29,9 @@ wherever both read a split in the same form, sparse or dense. The in-memory engi
 chooses that form from the whole split (:func:`~.fused.sparse_form`: sparse unless its
 rows are wider than 65,536 pixels, or denser than :data:`~.fused.DENSE_ABOVE`); this
 one, from its first chunk, and reads every later chunk of the split in that form
-(the same choice wherever the form depends on the width only). A dense split's chunk with no non-zero pixel at all is kept sparse,
-which gives the same sums (every term is zero).
+(the same choice wherever the form depends on the width only). A dense split's chunk
+with no non-zero pixel at all is kept sparse, which gives the same sums (every term is
+zero).
 
 Threading: the reader thread, and the kernel's OpenMP threads, chosen as the in-memory
 engine chooses them, by measured speed, but among three counts: all the cores, one
