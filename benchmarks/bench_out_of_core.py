@@ -1,28 +1,36 @@
 """Out-of-core training: one epoch over 5,000,000 images (about 3.7 GiB) against the same engine in memory.
 
-Generates an MNIST-like IDX directory (MNIST's 60,000 training images repeated with
-noise, uncompressed; labels too; MNIST's test files), then trains one epoch with
+Generates an MNIST-like IDX directory (MNIST's 60,000 training images repeated,
+uncompressed; labels too; MNIST's test files), each image changed: ``--kind noisy`` (the
+default) adds noise in [-12, 12] to every pixel (58 % of the pixels non-zero),
+``--kind mnist`` shifts it by a random -2..2 pixels each way (sparse as MNIST: 19 %).
+Then trains one epoch with
 
     logreg-mnist train --data-dir DIR --n-epochs 1
 
 as a subprocess and prints, all measured in this one run:
 
-- out of core: examples per second of the epoch on the generated set, the engine it
-  ran with (``--engine auto`` over the memory budget: the fused engine's chunked form,
-  ``ChunkedFusedEngine``) and its peak resident set size (target: below 512 MiB);
+- out of core: examples per second of the epoch on the generated set with ``--engine fused``
+  (over the memory budget: its chunked form, ``ChunkedFusedEngine``), the engine it ran
+  with and its peak resident set size (target: below 512 MiB);
 - the baseline: the same command on the first ``--baseline-images`` (200,000) of the
   same kind of images, everything resident (``--max-resident 64G``: ``FusedEngine``);
-- their ratio (target: at least 0.75x); also the baseline's images read in chunks, and
-  the data's identity (the SHA-256 fingerprint that ``load_mnist`` computes) against
+- their ratio (target: at least 0.75x); also the baseline's images read in chunks;
+- the chunked NumPy engine (``--engine numpy``) on the same big data, with the same budget:
+  ``--engine auto`` takes it over the budget for images denser than
+  ``engines.CHUNKED_FUSED_DENSITY`` (0.3), the fused engine's chunked form for sparser ones;
+- the data's density and the form each fused run read them in (sparse or dense), and the
+  data's identity (the SHA-256 fingerprint that ``load_mnist`` computes) against
   one plain read of the same files.
 
 The engine each run used is reported by the run itself (``make_engine`` is wrapped in
 the child process to print its class), not inferred. Exit status: 0 when the out-of-core
-run used the chunked fused engine (with ``--engine auto`` or ``fused``), stayed below 512 MiB
+run used the chunked fused engine (with ``--engine fused``), stayed below 512 MiB
 and reached the ratio; 1 otherwise.
 
     python benchmarks/bench_out_of_core.py [DIR] [--images 5000000] [--keep]
     python benchmarks/bench_out_of_core.py --images 300000 --max-resident 64M   # a quick check
+    python benchmarks/bench_out_of_core.py --images 300000 --max-resident 64M --kind mnist
 
 DIR defaults to a temporary directory, deleted afterwards unless ``--keep`` (the full
 run writes about 3.9 GB). Without ``--max-resident`` the out-of-core run uses train's
@@ -54,6 +62,7 @@ CHUNKED_FUSED = "ChunkedFusedEngine"
 
 # The child process: the command line, with make_engine wrapped to report the engine it made.
 CHILD = """
+import atexit
 import importlib
 import sys
 training = importlib.import_module("logreg_mnist.train")  # the module (the package's "train" is the function)
@@ -61,6 +70,8 @@ made = training.make_engine
 def reporting(*args, **kwargs):
     engine = made(*args, **kwargs)
     print(f"engine: {engine.name} ({type(engine).__name__}, threads={engine.threads})", file=sys.stderr, flush=True)
+    layout = getattr(engine, "layout", None)  # the fused engines' forms, known once a chunk is read: at exit
+    atexit.register(lambda: layout is None or print(f"form: {engine.layout['train']}", file=sys.stderr, flush=True))
     return engine
 training.make_engine = reporting
 from logreg_mnist.cli import main
@@ -72,11 +83,33 @@ def _header(shape) -> bytes:
     return bytes([0, 0, 0x08, len(shape)]) + np.asarray(shape, ">u4").tobytes()
 
 
-def generate(directory: Path, n_images: int, mnist) -> None:
-    """The four IDX files: ``n_images`` training images (MNIST's repeated, plus noise in [-12, 12]) and
-    9,999 test images (MNIST's, plus noise)."""
+def shifted(images: np.ndarray, rng) -> np.ndarray:
+    """``images`` (k, 784), each shifted by a random -2..2 pixels down and right (zeros come in)."""
+    k = len(images)
+    padded = np.zeros((k, 32, 32), images.dtype)
+    padded[:, 2:30, 2:30] = images.reshape(k, 28, 28)
+    dy, dx = rng.integers(0, 5, k), rng.integers(0, 5, k)
+    out = np.empty((k, 28, 28), images.dtype)
+    for y in range(5):
+        for x in range(5):
+            which = (dy == y) & (dx == x)
+            out[which] = padded[which, y : y + 28, x : x + 28]
+    return out.reshape(k, 784)
+
+
+def changed(images: np.ndarray, kind: str, rng) -> np.ndarray:
+    """uint8 ``images`` changed as ``kind`` says: ``noisy`` (noise in [-12, 12]) or ``mnist`` (shifted)."""
+    if kind == "mnist":
+        return shifted(images, rng)
+    noise = rng.integers(-12, 13, size=images.shape, dtype=np.int16)
+    return np.clip(images.astype(np.int16) + noise, 0, 255).astype(np.uint8)
+
+
+def generate(directory: Path, n_images: int, mnist, kind: str = "noisy") -> None:
+    """The four IDX files: ``n_images`` training images (MNIST's repeated, each changed as ``kind`` says:
+    :func:`changed`) and 9,999 test images (MNIST's, changed)."""
     directory.mkdir(parents=True, exist_ok=True)
-    images = np.concatenate([mnist.train.pixels, mnist.valid.pixels]).astype(np.int16)  # (60000, 784)
+    images = np.concatenate([mnist.train.pixels, mnist.valid.pixels])  # (60000, 784)
     labels = np.concatenate([mnist.train.labels, mnist.valid.labels]).astype(np.uint8)
     rng = np.random.default_rng(0)
     with open(directory / "train-images-idx3-ubyte", "wb") as fx, open(directory / "train-labels-idx1-ubyte", "wb") as fy:
@@ -84,14 +117,12 @@ def generate(directory: Path, n_images: int, mnist) -> None:
         fy.write(_header((n_images,)))
         for start in range(0, n_images, BLOCK):
             k = min(BLOCK, n_images - start)
-            noise = rng.integers(-12, 13, size=(k, 784), dtype=np.int16)
-            fx.write(np.clip(images[:k] + noise, 0, 255).astype(np.uint8).tobytes())
+            fx.write(changed(images[:k], kind, rng).tobytes())
             fy.write(labels[:k].tobytes())
             print(f"\rgenerating: {start + k:,} / {n_images:,} images", end="", file=sys.stderr, flush=True)
     print(file=sys.stderr)
-    # MNIST's test images with noise, less the last one, so that no file is MNIST's own
-    noise = rng.integers(-12, 13, size=mnist.test.pixels.shape, dtype=np.int16)
-    test = np.clip(mnist.test.pixels.astype(np.int16) + noise, 0, 255).astype(np.uint8)[:-1]
+    # MNIST's test images changed, less the last one, so that no file is MNIST's own
+    test = changed(np.asarray(mnist.test.pixels), kind, rng)[:-1]
     for name, array in (("t10k-images-idx3-ubyte", test.reshape(-1, 28, 28)),
                         ("t10k-labels-idx1-ubyte", mnist.test.labels[:-1].astype(np.uint8))):
         with open(directory / name, "wb") as f:
@@ -122,9 +153,10 @@ def run_train(data_dir: Path, out: Path, extra: list[str]) -> dict:
     if child.returncode:
         sys.exit(f"the training run failed with exit code {child.returncode}:\n{messages[-2000:]}")
     engine = next((line[len("engine: "):] for line in messages.splitlines() if line.startswith("engine: ")), "?")
+    form = next((line[len("form: "):] for line in messages.splitlines() if line.startswith("form: ")), "")
     row = [json.loads(line) for line in (out / "history.jsonl").read_text().splitlines()][-1]
     return {"wall": wall, "peak_rss": peak, "minibatches": row["iteration"], "train_seconds": row["elapsed"],
-            "engine": engine}
+            "engine": engine, "form": form}
 
 
 def profile(data) -> dict[str, float]:
@@ -174,7 +206,10 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=5_000_000, help="training images to generate (default: 5,000,000)")
     parser.add_argument("--baseline-images", type=int, default=200_000,
                         help="images of the in-memory baseline run (default: 200,000)")
-    parser.add_argument("--engine", default="auto", help="--engine of the runs (default: auto)")
+    parser.add_argument("--engine", default="fused", help="--engine of the fused runs (default: fused; auto takes NumPy's chunked engine for data over the budget denser than engines.CHUNKED_FUSED_DENSITY)")
+    parser.add_argument("--kind", choices=("noisy", "mnist"), default="noisy",
+                        help="the images: noisy (MNIST's plus noise in [-12, 12], the default) or mnist "
+                             "(MNIST's shifted by -2..2 pixels each way)")
     parser.add_argument("--max-resident", default=None, help="--max-resident of the out-of-core run (default: train's)")
     parser.add_argument("--keep", action="store_true", help="keep the generated data")
     args = parser.parse_args()
@@ -186,18 +221,19 @@ def main() -> None:
     root = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="logreg-mnist-ooc-"))
     big, small = root / "data", root / "baseline-data"
     try:
-        generate(big, args.images, mnist)
-        generate(small, n_small, mnist)
+        generate(big, args.images, mnist, args.kind)
+        generate(small, n_small, mnist, args.kind)
         density = float(np.count_nonzero(load_mnist(small, download=False, progress=False).train.pixels[:10_000])) / (
             10_000 * 784)
         identity, read = time_identity_and_read(big)
         profiles = {"these images": profile(load_mnist(small, download=False, progress=False)), "MNIST": profile(mnist)}
         engine = ["--engine", args.engine]
+        budget_flags = ["--max-resident", args.max_resident] if args.max_resident else []
         runs = {  # name: (directory, images, extra flags)
             "baseline: in memory": (small, n_small, [*engine, "--max-resident", "64G"]),
             "same images, in chunks": (small, n_small, [*engine, "--max-resident", "64M"]),
-            "out of core": (big, args.images, [*engine, *(["--max-resident", args.max_resident]
-                                                          if args.max_resident else [])]),
+            "out of core": (big, args.images, [*engine, *budget_flags]),
+            "out of core, numpy": (big, args.images, ["--engine", "numpy", *budget_flags]),
         }
         results = {name: run_train(d, root / f"run-{i}", extra) for i, (name, (d, _, extra)) in enumerate(runs.items())}
     finally:
@@ -205,7 +241,7 @@ def main() -> None:
             shutil.rmtree(root, ignore_errors=True)
 
     budget = args.max_resident or f"train's default, {format_size(default_max_resident())} now"
-    print(f"data: {args.images:,} training images, {format_size(args.images * 784)} of pixels, "
+    print(f"data: {args.images:,} training images ({args.kind}), {format_size(args.images * 784)} of pixels, "
           f"{density:.2f} of them non-zero; engine {args.engine}; --max-resident {budget}")
     print(f"identity (load_mnist, SHA-256 of every file): {identity:.2f} s; one plain read of the files: "
           f"{read:.2f} s; ratio {identity / read:.2f}x")
@@ -215,15 +251,17 @@ def main() -> None:
         rates[name] = min(r["minibatches"] * 600, n - 10_000) / r["train_seconds"]
         print(f"{name:<24} {n - 10_000:>10,} training images  {r['minibatches']:>6,} minibatches  "
               f"{rates[name]:>11,.0f} examples/s ({rates[name] / rates['baseline: in memory']:.2f}x)  "
-              f"peak RSS {format_size(r['peak_rss']):>9}  wall {r['wall']:>6.1f} s  engine {r['engine']}")
+              f"peak RSS {format_size(r['peak_rss']):>9}  wall {r['wall']:>6.1f} s  engine {r['engine']}"
+              + (f", {r['form']}" if r["form"] else ""))
     for name, prof in profiles.items():
         print(f"profile, {name} ({'sparse' if prof['sparse'] else 'dense'}), rows/s on one core: reader: "
               f"read {prof['read']:,.0f}, layout {prof['layout']:,.0f}; kernel {prof['kernel']:,.0f}")
     result = results["out of core"]
     ratio = rates["out of core"] / rates["baseline: in memory"]
+    print(f"out of core, engine {args.engine} against the chunked NumPy engine: {rates['out of core']:,.0f} / "
+          f"{rates['out of core, numpy']:,.0f} examples/s = {rates['out of core'] / rates['out of core, numpy']:.2f}x")
     checks = {
-        f"out of core: engine {result['engine']}": args.engine not in ("auto", "fused")
-        or f"({CHUNKED_FUSED}," in result["engine"],
+        f"out of core: engine {result['engine']}": args.engine != "fused" or f"({CHUNKED_FUSED}," in result["engine"],
         f"out of core: peak RSS {format_size(result['peak_rss'])} below {format_size(RSS_TARGET)}":
             result["peak_rss"] < RSS_TARGET,
         f"out of core against in memory: {rates['out of core']:,.0f} / {rates['baseline: in memory']:,.0f} "

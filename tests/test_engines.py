@@ -50,16 +50,26 @@ def _pair(data, config, threads=None):
     return ref, fused
 
 
-@pytest.mark.parametrize("density", [0.2, 0.9], ids=["sparse", "dense"])
+# (density, fused.DENSE_ABOVE, the form): dense data are read sparse too (faster), unless DENSE_ABOVE says
+# otherwise (the dense form, also that of rows wider than 65,536 pixels)
+FORMS = {"sparse": (0.2, None, "sparse"), "dense-data": (0.9, None, "sparse"), "dense-form": (0.9, 0.5, "dense")}
+
+
+@pytest.mark.parametrize("form", list(FORMS))
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("drop_last", [True, False], ids=["drop_last", "short_last_batch"])
 @pytest.mark.parametrize("penalty", [{}, {"l1": 1e-3}, {"l2": 1e-2}, {"l1": 1e-4, "l2": 1e-3}],
                          ids=["plain", "l1", "l2", "l1+l2"])
-def test_fused_matches_the_numpy_reference(need_fused, density, dtype, drop_last, penalty):
+def test_fused_matches_the_numpy_reference(need_fused, form, dtype, drop_last, penalty, monkeypatch):
+    from logreg_mnist.engines import fused as fused_module
+
+    density, dense_above, expected = FORMS[form]
+    if dense_above is not None:
+        monkeypatch.setattr(fused_module, "DENSE_ABOVE", dense_above)
     data = _dataset(density=density)
     config = TrainConfig(batch_size=50, learning_rate=0.1, drop_last=drop_last, dtype=dtype, **penalty)
     ref, fused = _pair(data, config)
-    assert fused.layout["train"].startswith("sparse" if density < 0.5 else "dense")
+    assert fused.layout["train"].startswith(expected)
     assert ref.n_train_batches == fused.n_train_batches == (4 if drop_last else 5)
     for chunk in (range(0, 2), range(2, fused.n_train_batches), range(0, fused.n_train_batches)):
         s_ref, c_ref = ref.train(chunk)

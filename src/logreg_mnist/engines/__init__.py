@@ -26,6 +26,9 @@ Adding an engine is one module, one entry in :data:`REGISTRY` and a green
 :class:`~logreg_mnist.engines.base.Engine` protocol, ``name`` and ``tolerance``
 included; the entry names that class and the one to use for data over the memory
 budget (the same class when it reads its data in chunks itself, None when it cannot).
+The data are over the budget when the bytes the class will hold exceed it: its
+classmethod ``held_bytes(data, settings)`` where it has one (the fused engine counts
+its sparse layouts), else the uint8 pixels (float images where a dataset has none).
 """
 
 from __future__ import annotations
@@ -119,13 +122,30 @@ def _has_pixels(data: Dataset) -> bool:
     return all(data.split(s).pixels is not None for s in ("train", "valid", "test"))
 
 
-def _over_budget(data: Dataset, settings: SGDSettings, max_resident: int | None) -> bool:
-    """Whether ``data`` do not fit in ``max_resident`` as the CPU engines hold them: uint8
-    pixels (float images only where a dataset has no pixels)."""
-    from ..data.stream import chunk_bytes_for
+def _held_bytes(cls: type, data: Dataset, settings: SGDSettings) -> int:
+    """The bytes the engine ``cls`` holds for ``data``: its ``held_bytes`` where it has one, else the
+    uint8 pixels (float images only where a dataset has no pixels)."""
+    from ..data.stream import resident_bytes
 
-    value_bytes = 1 if _has_pixels(data) else settings.dtype.itemsize
-    return chunk_bytes_for(data, max_resident, value_bytes) is not None
+    held = getattr(cls, "held_bytes", None)
+    if held is not None:
+        return int(held(data, settings))
+    return resident_bytes(data, 1 if _has_pixels(data) else settings.dtype.itemsize)
+
+
+CHUNKED_FUSED_DENSITY = 0.3
+"""``auto`` over the memory budget takes the fused engine's chunked form for training pixels at most
+this dense (MNIST: 0.19), else the chunked NumPy engine. The chunked fused engine rebuilds each
+chunk's sparse rows in its reader thread every epoch, and that work grows with the non-zero
+pixels: measured on 2 cores, it is about as fast as the chunked NumPy engine on MNIST-like
+images and 2-3x slower at 0.58 non-zero, where BLAS's dense products win."""
+
+
+def _too_dense_for_chunks(data: Dataset) -> bool:
+    from .fused import sampled_density
+
+    pixels = data.train.pixels
+    return pixels is not None and sampled_density(pixels) > CHUNKED_FUSED_DENSITY
 
 
 def make_engine(
@@ -135,7 +155,8 @@ def make_engine(
 
     The name is resolved (``auto``: the GPU when present, else the fused engine where it
     can run (uint8 pixels), else numpy), the engine's chunked form is taken when the data exceed the
-    memory budget, and the engine is made as every engine is.
+    memory budget (``auto``: the fused engine's for training pixels at most
+    :data:`CHUNKED_FUSED_DENSITY` non-zero, else NumPy's), and the engine is made as every engine is.
 
     Args:
         name: ``auto`` or a name of :data:`REGISTRY` (``numpy``, ``fused``, ``gpu``).
@@ -163,22 +184,31 @@ def make_engine(
         threads = cores
     name = resolve(name) if name != "auto" else name
     settings = SGDSettings.from_config(config)
-    over = _over_budget(data, settings, max_resident)
-    if name == "auto":  # the fused engine needs uint8 pixels; fall back quietly where it cannot run
+    auto = name == "auto"
+    if auto:  # the fused engine needs uint8 pixels; fall back quietly where it cannot run
         name = "gpu" if _gpu_present() else "fused" if _fused_built() and _has_pixels(data) else "numpy"
-    entry = REGISTRY[name]
-    where = entry.chunked if over else entry.resident
-    if where is None:
-        from ..data.stream import format_size, resident_bytes
+    from ..data.stream import default_max_resident, format_size
 
-        raise ConfigError(
-            f"engine {name!r}: expected data that fit in the memory budget "
-            f"({format_size(max_resident) if max_resident else 'the default'}), found "
-            f"{format_size(resident_bytes(data, 1))}; use --engine numpy, which reads "
-            "them in chunks, or a larger --max-resident"
-        )
+    entry = REGISTRY[name]
     try:
-        cls = _load(where)
+        cls = _load(entry.resident)
+        held = _held_bytes(cls, data, settings)
+        budget = default_max_resident() if max_resident is None else max_resident
+        if held > budget:
+            if entry.chunked is None:
+                raise ConfigError(
+                    f"engine {name!r}: expected data that fit in the memory budget "
+                    f"({format_size(max_resident) if max_resident else 'the default'}), found "
+                    f"{format_size(held)}; use --engine numpy, which reads "
+                    "them in chunks, or a larger --max-resident"
+                )
+            if auto and name == "fused" and _too_dense_for_chunks(data):
+                name, entry = "numpy", REGISTRY["numpy"]
+                cls = _load(entry.resident)
+                if _held_bytes(cls, data, settings) > budget and entry.chunked is not None:
+                    cls = _load(entry.chunked)
+            elif entry.chunked is not None:
+                cls = _load(entry.chunked)
     except ImportError as e:
         raise ConfigError(f"engine {name!r} cannot be loaded here: {e}") from None
     return cls(data, settings, threads=threads, max_resident=max_resident)

@@ -6,8 +6,16 @@ values (uint8) of its non-zero pixels (MNIST: 19 % of the pixels, about 150 per
 image; 3 bytes each, 23 MB for the 50,000 training images), and for the
 training split also each minibatch's non-zeros by column (another 23 MB), which
 the gradient pass reads. The pages of the uint8 arrays are released once copied
-(:func:`~logreg_mnist.data.cache.release_pages`). A split that is
-denser than :data:`DENSE_ABOVE` is used as its uint8 rows instead. No float copy
+(:func:`~logreg_mnist.data.cache.release_pages`). Denser data cost more: 6 bytes
+per non-zero pixel of the training split, 3 of the others (58 % non-zero: 3.5 and 1.7
+times the pixels; no zero pixel: 6 and 3). The sparse form is used at every density
+all the same: it trains faster than the uint8 rows read dense at every density
+(measured on 30,000 MNIST rows made 19 % to 100 % non-zero, 1 or 2 threads: about
+2 to 8 times as fast). What decides is memory: the engine counts the bytes its
+layouts will take (:meth:`FusedEngine.held_bytes`, each split's density sampled from
+10,000 of its rows), and data whose layouts exceed the memory
+budget are read in chunks (:mod:`.fused_chunked`). Rows wider than 65,536 pixels
+(column indices are uint16) are read dense, as their uint8 rows. No float copy
 of the data is made; a pixel ``u`` enters the arithmetic as ``u / 256``, the
 division applied once to each sum (exact: a power of two). ``W`` is kept as
 (n_in, n_out rounded up to 64 bytes), 64-byte aligned, so that a row of it is one
@@ -66,7 +74,10 @@ except ImportError:  # the optional extension was not built
     _fused = None  # type: ignore[assignment]
 
 PROBE_BATCHES = 8  # minibatches run with a thread count being tried
-DENSE_ABOVE = 0.5  # a split with more than this fraction of non-zero pixels is used dense
+DENSE_ABOVE = 1.0  # a split with more than this fraction of non-zero pixels is read dense: none (module docstring)
+SPARSE_MAX_IN = 65_536  # wider rows are read dense (the sparse form's column indices are uint16)
+CSC_MAX_BATCH = 65_536  # larger minibatches have no by-column copy (their rows are numbered in uint16)
+DENSITY_SAMPLE = 10_000  # rows of a split whose non-zero pixels estimate its density (16 evenly spaced blocks)
 # minibatches start to stop - 1 of the first n_rows rows of a layout: (layout, labels, start, stop, n_rows)
 Segment = tuple["_fused.Layout", np.ndarray, int, int, int]
 
@@ -94,12 +105,42 @@ def _aligned_zeros(shape: tuple[int, ...], dtype: np.dtype, align: int = 64) -> 
     return buffer[start : start + n * dtype.itemsize].view(dtype).reshape(shape)
 
 
+def sampled_density(pixels: np.ndarray) -> float:
+    """The fraction of non-zero pixels among up to :data:`DENSITY_SAMPLE` rows of uint8 ``pixels``
+    (all of them when there are no more; else 16 evenly spaced blocks of rows, read in order)."""
+    n = len(pixels)
+    if n <= DENSITY_SAMPLE:
+        sample = np.asarray(pixels)
+    else:
+        block = DENSITY_SAMPLE // 16
+        sample = np.concatenate([pixels[a : a + block] for a in np.linspace(0, n - block, 16).astype(np.int64)])
+    return float(np.count_nonzero(sample)) / max(1, sample.size)
+
+
+def sparse_form(n_in: int, density: float) -> bool:
+    """Whether rows of ``n_in`` pixels, ``density`` of them non-zero, are kept sparse (as ``_fused.Layout``
+    keeps them with ``dense_above=DENSE_ABOVE``)."""
+    return n_in <= SPARSE_MAX_IN and density <= DENSE_ABOVE
+
+
+def layout_bytes(n_rows: int, n_in: int, density: float, batch_size: int | None = None) -> int:
+    """The bytes a ``_fused.Layout`` of ``n_rows`` rows of ``n_in`` pixels, ``density`` of them non-zero,
+    takes; ``batch_size``: with the by-column copy of each minibatch (training). A dense layout holds
+    the uint8 rows themselves: ``n_rows * n_in``."""
+    if not sparse_form(n_in, density):
+        return n_rows * n_in
+    nnz = density * n_rows * n_in
+    size = 3 * nnz + 8 * (n_rows + 1) + 8 * (n_in + 1)  # uint16 column and uint8 value; row offsets; column sums
+    if batch_size is not None and batch_size <= CSC_MAX_BATCH:  # uint16 row and uint8 value; column offsets
+        size += 3 * nnz + 8 * -(-n_rows // batch_size) * (n_in + 1)
+    return int(np.ceil(size))
+
+
 def _layout(pixels: np.ndarray) -> _fused.Layout:
     """One split's uint8 (n, n_in) pixels as the kernel reads them: a ``_fused.Layout``.
 
     Sparse (each row's non-zero pixels: uint16 columns, uint8 values, copied into memory
-    the kernel owns) when at most :data:`DENSE_ABOVE` of the pixels are non-zero and
-    n_in <= 65,536, else dense (the uint8 rows, read in place). Its ``sparse`` and
+    the kernel owns) when n_in <= 65,536 (:func:`sparse_form`), else dense (the uint8 rows, read in place). Its ``sparse`` and
     ``density`` tell which; ``add_minibatch_columns(n_rows, batch_size)`` also keeps each
     minibatch's non-zeros by column, which the gradient pass reads (sparse layouts only).
     """
@@ -135,6 +176,24 @@ class FusedEngine:
             if self._rows[s].sparse:
                 release_pages(pixels)  # the CSR copy is what is read from now on
         self._rows["train"].add_minibatch_columns(self._n_train_rows, self.batch_size)
+
+    @classmethod
+    def held_bytes(cls, data: Dataset, settings: SGDSettings) -> int:
+        """The bytes this engine's layouts of ``data`` will take (each split's density sampled:
+        :func:`sampled_density`), which :func:`~logreg_mnist.engines.make_engine` holds against the
+        memory budget. Data without uint8 pixels (which this engine refuses): their float images."""
+        total = 0
+        for s in ("train", "valid", "test"):
+            split = data.split(s)
+            if split.pixels is None:
+                return (
+                    sum(len(data.split(t)) for t in ("train", "valid", "test"))
+                    * data.n_features
+                    * settings.dtype.itemsize
+                )
+            batch = settings.batch_size if s == "train" else None
+            total += layout_bytes(len(split), data.n_features, sampled_density(split.pixels), batch)
+        return total
 
     def _setup(self, data: Dataset, settings: SGDSettings, threads: int | None, spare: int = 0) -> None:
         """Everything but the data's layouts: the checks, the labels, the parameters, the scratch.

@@ -11,22 +11,27 @@ the GIL.
 
 Data layout: per split, the chunk in use and the next one (built ahead; after a
 split's last chunk, its first, for the next epoch or evaluation), each its sparse
-rows (MNIST-like data: about 1.2 times the chunk's pixels for training, 0.6 for
-evaluation) or its dense rows, plus one uint8 buffer that sparse chunks are read into.
-A split that is one chunk keeps its layout,
-as the in-memory engine does. Chunks are a twelfth of the budget (at most 16 MiB of
-pixels): the six chunks (two per split) and their layouts stay about within it.
+rows (6 bytes per non-zero pixel for training, 3 for evaluation: MNIST-like data,
+1.2 and 0.6 times the chunk's pixels) or, for rows too wide for the sparse form, its
+dense rows, plus one uint8 buffer that sparse chunks are read into. A split that is
+one chunk keeps its layout, as the in-memory engine does. The chunk size is set from
+what these take (:func:`chunk_cost`, each split's density sampled as the in-memory
+engine samples it): the six layouts and the buffer stay within the budget, and within
+192 MiB, at most 16 MiB of pixels a chunk. The data are read in chunks when the
+in-memory engine's layouts would exceed the budget
+(:meth:`~.fused.FusedEngine.held_bytes`), even where their pixels would fit.
 
 Arithmetic: the same kernel calls, minibatch after minibatch in the same order, on
 the same rows: a minibatch's sums do not depend on where its rows are stored, nor on
 the thread count, and the summed NLL is carried from call to call. So the parameters,
 the NLL sums and the error counts are bit-identical to :class:`~.fused.FusedEngine`'s
 wherever both read a split in the same form, sparse or dense. The in-memory engine
-chooses that form from the whole split's density (:data:`~.fused.DENSE_ABOVE`); this
-one, from its first chunk's, and reads every later chunk of the split in that form
-(MNIST-like data: density 0.19, sparse either way; a split that is one chunk: the
-same choice). A dense split's chunk with no non-zero pixel at all is kept sparse,
-which gives the same sums (every term is zero).
+chooses that form from the whole split (:func:`~.fused.sparse_form`: sparse unless its
+rows are wider than 65,536 pixels, or denser than :data:`~.fused.DENSE_ABOVE`); this
+one, from its first chunk, and reads every later chunk of the split in that form
+(the same choice wherever the form depends on the width only). A dense split's chunk
+with no non-zero pixel at all is kept sparse, which gives the same sums (every term is
+zero).
 
 Threading: the reader thread, and the kernel's OpenMP threads, chosen as the in-memory
 engine chooses them, by measured speed, but among three counts: all the cores, one
@@ -44,11 +49,38 @@ from typing import NamedTuple
 import numpy as np
 
 from ..data import Dataset
-from ..data.stream import Rows, chunk_bytes_for
+from ..data.stream import MAX_CHUNK_BYTES, Rows, default_max_resident
+from . import fused
 from .base import SGDSettings
-from .fused import DENSE_ABOVE, FusedEngine, Segment, _fused
+from .fused import FusedEngine, Segment, _fused, layout_bytes, sampled_density, sparse_form
 
 SPLITS = ("train", "valid", "test")
+CHUNKS_AT_MOST = 192 << 20  # what the chunks of the three splits (layouts and buffer) take, at most
+
+
+def chunk_cost(data: Dataset, settings: SGDSettings) -> float:
+    """Bytes held per uint8 byte of a chunk's pixels: for each split, two layouts (the one in use and the
+    next, built ahead; sized as :func:`~.fused.layout_bytes` sizes them, each split's density sampled),
+    and the reader's buffer, which sparse layouts are built from."""
+    n_in, rows = data.n_features, max(settings.batch_size, 1_000)
+    cost, buffer = 0.0, 0.0
+    for s in SPLITS:
+        pixels = data.split(s).pixels
+        assert pixels is not None  # checked by the caller
+        density = sampled_density(pixels)
+        batch = settings.batch_size if s == "train" else None
+        cost += 2 * layout_bytes(rows, n_in, density, batch) / (rows * n_in)
+        buffer = 1.0 if sparse_form(n_in, density) else buffer
+    return cost + buffer
+
+
+def chunk_bytes(data: Dataset, settings: SGDSettings, max_resident: int | None) -> int | None:
+    """The uint8 bytes of pixels per chunk under ``max_resident`` (None: the default budget), or None
+    where the in-memory engine's layouts fit (:meth:`~.fused.FusedEngine.held_bytes`)."""
+    budget = default_max_resident() if max_resident is None else max_resident
+    if FusedEngine.held_bytes(data, settings) <= budget:
+        return None
+    return max(1, min(int(min(budget, CHUNKS_AT_MOST) / chunk_cost(data, settings)), MAX_CHUNK_BYTES // 2))
 
 
 class _Chunk(NamedTuple):
@@ -70,9 +102,8 @@ class ChunkedFusedEngine(FusedEngine):
             may run on, one fewer (left to the reader thread) or one, whichever is measured
             to be fastest.
         max_resident: the memory budget in bytes (None: the default); each split is
-            read in chunks of a twelfth of it (rounded down to whole minibatches for
-            training, at least one; see :func:`~logreg_mnist.data.stream.chunk_bytes_for`),
-            data within the budget as one chunk per split.
+            read in chunks of :func:`chunk_bytes` (rounded down to whole minibatches for
+            training, at least one), data whose layouts fit in it as one chunk per split.
 
     Attributes:
         tolerance: as the in-memory fused engine's, whose results it gives bit for bit.
@@ -83,8 +114,8 @@ class ChunkedFusedEngine(FusedEngine):
     def __init__(
         self, data: Dataset, settings: SGDSettings, *, threads: int | None = None, max_resident: int | None = None
     ):
-        chunk = chunk_bytes_for(data, max_resident, 1)
-        chunk = None if chunk is None else max(1, chunk // 2)  # each chunk's pixels, and its layout
+        no_pixels = any(data.split(s).pixels is None for s in SPLITS)  # refused by _setup
+        chunk = None if no_pixels else chunk_bytes(data, settings, max_resident)
         self._setup(data, settings, threads, spare=0 if chunk is None else 1)  # a core for the reader
         B = self.batch_size
         self._rows: dict[str, Rows] = {  # type: ignore[assignment]  # Rows here, Layouts in the parent
@@ -158,7 +189,7 @@ class ChunkedFusedEngine(FusedEngine):
             out = self._buffer
         pixels = rows.read(start, stop, out)
         sparse = self._sparse.get(split)
-        layout = _fused.Layout(pixels, dense_above=DENSE_ABOVE if sparse is None else 1.0 if sparse else 0.0)
+        layout = _fused.Layout(pixels, dense_above=fused.DENSE_ABOVE if sparse is None else 1.0 if sparse else 0.0)
         self._sparse.setdefault(split, layout.sparse)
         if not layout.sparse:
             self._buffer = None  # the layout reads these rows in place: they are its own now
