@@ -1,21 +1,38 @@
-"""Load on `logreg-mnist serve`: 16 clients posting drawings for a minute, on 127.0.0.1 only.
+"""Load on `logreg-mnist serve` against a bare Starlette app, the same client for both, on 127.0.0.1.
 
-    python benchmarks/bench_serve.py [--model RUN_OR_MODEL] [--clients 16] [--seconds 60]
+    python benchmarks/bench_serve.py [--model RUN_OR_MODEL] [--clients 32] [--seconds 60]
+                                     [--workers N] [--photo-every N]
+    python benchmarks/bench_serve.py --seconds 10      # a quick check
+    python benchmarks/bench_serve.py --seconds 600     # the 10-minute soak: is memory flat?
 
-Starts the server as its own process, then
-  1. baseline: one client posting for --baseline-seconds;
-  2. load: --clients clients posting for --seconds, each waiting for its answer before the next.
-The bodies are 280x280 PNG drawings like the page sends (random strokes, seeded), and with
---photo-every N every Nth body is a 1600x1200 JPEG photo-like image. Every answer is checked:
-the same body must always get the same label. Prints latency percentiles, throughput, errors,
-the server's resident memory (RSS, from /proc) over time, and ratios against the baseline.
-Without --model a model with random weights is used (prediction cost does not depend on them).
+Each server is started as its own process, warmed up, then loaded by --clients clients for
+--seconds, each posting the next body as soon as it has its answer (keep-alive
+connections, one asyncio client process, raw HTTP/1.1):
+
+  1. bare: a Starlette app on uvicorn (``--bare-app``, this script) whose one route reads
+     the body and answers a small JSON: the framework's own rate on this machine;
+  2. serve: ``logreg-mnist serve --workers N`` (N: --workers, by default what serve starts
+     for a classroom, one per core up to 8), its ``/api/predict?explain=0`` as the page calls it.
+
+The bodies are 280x280 RGBA PNG drawings like the page's pad sends (seeded random
+strokes of several widths; with --photo-every N every Nth is a 1600x1200 JPEG instead).
+Every answer is checked (status 200; the same body always gets the same label).
+
+Prints, for both: answers, rate, latency percentiles (p50, p90, p99, max), errors; then
+the ratio serve / bare (target >= 0.25), serve's p99 (target <= 150 ms), errors (target 0),
+and the server's resident memory (RSS of all its processes, from /proc) over the run,
+with a flat / not flat verdict: the mean of the last minute against the first (the last
+and first fifth of the run when it is shorter than 5 minutes); flat when it grew by less
+than 5 % and 20 MiB. Exit status 0 when every target is met.
+Without --model a model with random weights is used (the cost does not depend on them).
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import io
+import json
 import subprocess
 import sys
 import tempfile
@@ -23,20 +40,23 @@ import threading
 import time
 from pathlib import Path
 
-import httpx
 import numpy as np
 from PIL import Image, ImageDraw
 
+HOST = "127.0.0.1"
+TARGET_RATIO = 0.25
+TARGET_P99_MS = 150.0
+
 
 def drawings(n: int, seed: int = 0) -> list[bytes]:
-    """``n`` black-on-white 280x280 PNG drawings of a few random strokes."""
+    """``n`` 280x280 RGBA PNG drawings as the page's pad gives them: a few random black strokes on white."""
     rng = np.random.default_rng(seed)
     out = []
     for _ in range(n):
-        im = Image.new("L", (280, 280), "white")
+        im = Image.new("RGBA", (280, 280), (255, 255, 255, 255))
         d = ImageDraw.Draw(im)
         points = [tuple(p) for p in rng.integers(40, 240, size=(int(rng.integers(3, 9)), 2)).tolist()]
-        d.line(points, fill="black", width=20, joint="curve")
+        d.line(points, fill=(0, 0, 0, 255), width=int(rng.integers(8, 28)), joint="curve")
         buf = io.BytesIO()
         im.save(buf, format="PNG")
         out.append(buf.getvalue())
@@ -52,84 +72,208 @@ def photo(seed: int = 1) -> bytes:
     return buf.getvalue()
 
 
-def rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+# ---- the bare app ----------------------------------------------------------------------------------
+
+
+def bare_app() -> int:
+    """Serve the bare Starlette app on a free port of 127.0.0.1; print its URL as serve does."""
+    import uvicorn
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    async def predict(request: Request) -> JSONResponse:
+        body = await request.body()
+        return JSONResponse({"label": len(body) % 10})
+
+    app = Starlette(routes=[Route("/api/predict", predict, methods=["POST"])])
+    import socket
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)  # as serve's: TCP_NODELAY
+    sock.bind((HOST, 0))
+    sock.listen(128)
+    print(f"serving the bare app at http://{HOST}:{sock.getsockname()[1]}/  (Ctrl-C to stop)", flush=True)
+    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
+    uvicorn.Server(config).run(sockets=[sock])
+    return 0
+
+
+# ---- the client ------------------------------------------------------------------------------------
 
 
 class Load:
-    """``clients`` threads posting bodies in turn until ``stop`` is set; answers are checked."""
+    """``clients`` keep-alive connections posting bodies in turn; latencies and errors recorded."""
 
-    def __init__(self, url: str, bodies: list[bytes], clients: int):
-        self.url, self.bodies, self.clients = url, bodies, clients
+    def __init__(self, port: int, path: str, bodies: list[bytes], clients: int):
+        self.port, self.path, self.bodies, self.clients = port, path, bodies, clients
         self.latencies: list[float] = []
         self.errors: dict[str, int] = {}
         self.labels: dict[int, int] = {}
-        self.lock = threading.Lock()
-        self.stop = threading.Event()
 
     def _error(self, what: str) -> None:
-        with self.lock:
-            self.errors[what] = self.errors.get(what, 0) + 1
+        self.errors[what] = self.errors.get(what, 0) + 1
 
-    def _client(self, k: int) -> None:
-        with httpx.Client(timeout=60) as c:
-            i = k
-            while not self.stop.is_set():
-                j = i % len(self.bodies)
-                start = time.perf_counter()
-                try:
-                    r = c.post(self.url, content=self.bodies[j])
-                except httpx.HTTPError as e:
+    async def _exchange(self, reader, writer, body: bytes) -> tuple[int, bytes]:
+        writer.write(
+            f"POST {self.path} HTTP/1.1\r\nHost: {HOST}:{self.port}\r\nContent-Type: image/png\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n".encode()
+            + body
+        )
+        head = await reader.readuntil(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        status = int(lines[0].split()[1])
+        length = next(int(v) for k, _, v in (x.partition(":") for x in lines[1:]) if k.lower() == "content-length")
+        return status, await reader.readexactly(length)
+
+    async def _client(self, k: int, until: float, record: bool) -> None:
+        i = k
+        reader = writer = None
+        while time.perf_counter() < until:
+            j = i % len(self.bodies)
+            i += self.clients
+            start = time.perf_counter()
+            try:
+                if writer is None:
+                    reader, writer = await asyncio.open_connection(HOST, self.port)
+                status, answer = await asyncio.wait_for(self._exchange(reader, writer, self.bodies[j]), 60)
+            except (OSError, asyncio.IncompleteReadError, asyncio.TimeoutError, ValueError) as e:
+                if record:
                     self._error(type(e).__name__)
-                    continue
-                finally:
-                    i += self.clients
-                elapsed = time.perf_counter() - start
-                if r.status_code != 200:
-                    self._error(f"HTTP {r.status_code}")
-                    continue
-                label = r.json()["label"]
-                with self.lock:
-                    self.latencies.append(elapsed)
-                    if self.labels.setdefault(j, label) != label:
-                        self.errors["label changed"] = self.errors.get("label changed", 0) + 1
+                if writer is not None:
+                    writer.close()
+                reader = writer = None
+                continue
+            elapsed = time.perf_counter() - start
+            if not record:
+                continue
+            if status != 200:
+                self._error(f"HTTP {status}")
+                continue
+            label = json.loads(answer)["label"]
+            self.latencies.append(elapsed)
+            if self.labels.setdefault(j, label) != label:
+                self._error("label changed")
+        if writer is not None:
+            writer.close()
 
-    def run(self, seconds: float, on_tick=None) -> float:
-        threads = [threading.Thread(target=self._client, args=(k,), daemon=True) for k in range(self.clients)]
-        start = time.perf_counter()
-        for t in threads:
-            t.start()
-        while (elapsed := time.perf_counter() - start) < seconds:
-            time.sleep(min(1.0, seconds - elapsed))
-            if on_tick:
-                on_tick(time.perf_counter() - start)
-        self.stop.set()
-        for t in threads:
-            t.join(60)
-        return time.perf_counter() - start
+    def run(self, seconds: float, *, record: bool = True) -> float:
+        async def all_clients() -> float:
+            start = time.perf_counter()
+            await asyncio.gather(*(self._client(k, start + seconds, record) for k in range(self.clients)))
+            return time.perf_counter() - start
+
+        return asyncio.run(all_clients())
 
 
 def summary(name: str, load: Load, seconds: float) -> dict:
     lat = np.array(load.latencies) * 1000
     p50, p90, p99 = np.percentile(lat, [50, 90, 99]) if lat.size else (np.nan,) * 3
     n_errors = sum(load.errors.values())
-    print(f"{name:<22} {lat.size:>7,} answers  {lat.size / seconds:8.1f} /s   latency ms: p50 {p50:7.1f}  "
-          f"p90 {p90:7.1f}  p99 {p99:7.1f}  max {lat.max() if lat.size else np.nan:7.1f}   errors {n_errors}"
-          + (f" {load.errors}" if n_errors else ""))
+    print(
+        f"{name:<34} {lat.size:>8,} answers {lat.size / seconds:9.1f} /s   latency ms: p50 {p50:7.1f}  "
+        f"p90 {p90:7.1f}  p99 {p99:7.1f}  max {lat.max() if lat.size else np.nan:7.1f}   errors {n_errors}"
+        + (f" {load.errors}" if n_errors else ""),
+        flush=True,
+    )
     return {"p50": p50, "p99": p99, "rate": lat.size / seconds, "errors": n_errors}
+
+
+# ---- the servers and their memory ------------------------------------------------------------------
+
+
+def processes(pid: int) -> list[int]:
+    """``pid`` and its descendants (serve's worker processes)."""
+    found, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        found.append(p)
+        path = Path(f"/proc/{p}/task/{p}/children")
+        if path.exists():
+            todo.extend(int(c) for c in path.read_text().split())
+    return found
+
+
+def rss_mib(pid: int) -> float:
+    """The resident memory of ``pid`` and its descendants, MiB."""
+    total = 0
+    for p in processes(pid):
+        try:
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+        except FileNotFoundError:
+            pass
+    return total / 1024
+
+
+def start(command: list[str]) -> tuple[subprocess.Popen, int]:
+    server = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    line = server.stdout.readline()
+    if " at http://" not in line:
+        server.kill()
+        raise SystemExit(f"the server did not start: {line!r}")
+    threading.Thread(target=server.stdout.read, daemon=True).start()  # keep its pipe drained
+    return server, int(line.split(" at http://")[1].split("/")[0].rsplit(":", 1)[1])
+
+
+def measure(name: str, command: list[str], path: str, bodies: list[bytes], args, rss: list | None = None) -> dict:
+    server, port = start(command)
+    try:
+        time.sleep(1.0)  # the workers start
+        Load(port, path, bodies, args.clients).run(args.warmup, record=False)
+        load = Load(port, path, bodies, args.clients)
+        stop = threading.Event()
+
+        def sample() -> None:
+            began = time.perf_counter()
+            while not stop.wait(1.0):
+                if rss is not None:
+                    rss.append((time.perf_counter() - began, rss_mib(server.pid)))
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        result = summary(name, load, load.run(args.seconds))
+        stop.set()
+        sampler.join(5)
+        return result
+    finally:
+        server.terminate()
+        server.wait(30)
+
+
+def memory_verdict(samples: list[tuple[float, float]], seconds: float) -> bool:
+    if len(samples) < 2:
+        print("server RSS: too few samples for a verdict")
+        return False
+    window = 60.0 if seconds >= 300 else seconds / 5
+    first = [r for t, r in samples if t <= window] or [samples[0][1]]
+    last = [r for t, r in samples if t >= samples[-1][0] - window] or [samples[-1][1]]
+    a, b = float(np.mean(first)), float(np.mean(last))
+    flat = b - a < max(0.0, min(0.05 * a, 20.0)) or b <= a
+    step = max(1, len(samples) // 10)
+    print("server RSS (MiB) over the run: " + "  ".join(f"{t:.0f}s {r:.1f}" for t, r in samples[::step]))
+    print(
+        f"server RSS: first {window:.0f} s {a:.1f} MiB, last {window:.0f} s {b:.1f} MiB "
+        f"({b - a:+.1f} MiB, {(b - a) / a:+.1%}): {'flat' if flat else 'NOT flat'}"
+    )
+    return flat
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", help="run directory or model file (default: random weights)")
-    parser.add_argument("--clients", type=int, default=16)
-    parser.add_argument("--seconds", type=float, default=60.0)
-    parser.add_argument("--baseline-seconds", type=float, default=5.0)
+    parser.add_argument("--clients", type=int, default=32)
+    parser.add_argument("--seconds", type=float, default=60.0, help="each measurement (600: the memory soak)")
+    parser.add_argument("--warmup", type=float, default=3.0, help="seconds of load before each measurement")
+    parser.add_argument(
+        "--workers", type=int, default=None, help="serve --workers (default: a classroom's, one per core up to 8)"
+    )
     parser.add_argument("--photo-every", type=int, default=0, help="every Nth body a 1600x1200 JPEG (0: none)")
+    parser.add_argument("--bare-app", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.bare_app:
+        return bare_app()
 
     with tempfile.TemporaryDirectory() as tmp:
         model = args.model
@@ -139,40 +283,35 @@ def main() -> int:
             rng = np.random.default_rng(0)
             model = str(Path(tmp) / "random.safetensors")
             save_model(model, (0.01 * rng.standard_normal((784, 10))).astype(np.float32), np.zeros(10, np.float32))
-        bodies = drawings(40)
+        bodies = drawings(64)
         if args.photo_every:
             big = photo()
             bodies = [big if i % args.photo_every == 0 else b for i, b in enumerate(bodies)]
-        server = subprocess.Popen([sys.executable, "-m", "logreg_mnist", "serve", model, "--host", "127.0.0.1",
-                                   "--port", "0"], stdout=subprocess.PIPE, text=True)
-        try:
-            url = server.stdout.readline().split(" at ")[1].split()[0] + "api/predict"
-            print(f"server pid {server.pid} at {url}; bodies: {len(bodies)}, "
-                  f"{np.mean([len(b) for b in bodies]) / 1024:.1f} KiB on average")
-            rss_start = rss_mib(server.pid)
-            baseline_load = Load(url, bodies, 1)
-            base = summary("baseline, 1 client", baseline_load, baseline_load.run(args.baseline_seconds))
-            rss_warm = rss_mib(server.pid)
-            samples = []
-            step = max(1, round(args.seconds / 10))
+        print(
+            f"{args.clients} clients, {args.seconds:g} s each after {args.warmup:g} s of warm-up; {len(bodies)} bodies, "
+            f"{np.mean([len(b) for b in bodies]) / 1024:.1f} KiB on average",
+            flush=True,
+        )
+        bare = measure(
+            "bare Starlette app on uvicorn", [sys.executable, __file__, "--bare-app"], "/api/predict", bodies, args
+        )
+        from logreg_mnist.serve.workers import default_workers
 
-            def tick(t: float) -> None:
-                samples.append((t, rss_mib(server.pid)))
-
-            load = Load(url, bodies, args.clients)
-            loaded = summary(f"load, {args.clients} clients", load, load.run(args.seconds, tick))
-            rss_end = rss_mib(server.pid)
-        finally:
-            server.terminate()
-            server.wait(30)
-    print("server RSS (MiB) over the load: " + "  ".join(f"{t:.0f}s {r:.1f}" for t, r in samples
-                                                       if round(t) % step == 0 or t == samples[-1][0]))
-    print(f"server RSS: at start {rss_start:.1f} MiB, after the baseline {rss_warm:.1f}, end {rss_end:.1f}, "
-          f"max {max(r for _, r in samples):.1f}; end / after-baseline ratio {rss_end / rss_warm:.3f}")
-    print(f"ratios, {args.clients} clients vs 1: throughput {loaded['rate'] / base['rate']:.2f}x, "
-          f"p50 latency {loaded['p50'] / base['p50']:.2f}x, p99 latency {loaded['p99'] / base['p99']:.2f}x; "
-          f"errors {loaded['errors'] + base['errors']}")
-    return 0 if loaded["errors"] + base["errors"] == 0 else 1
+        workers = args.workers or default_workers()
+        serve_cmd = [sys.executable, "-m", "logreg_mnist", "serve", model, "--host", HOST, "--port", "0"]
+        serve_cmd += ["--workers", str(workers)]
+        samples: list[tuple[float, float]] = []
+        shown = f"logreg-mnist serve, {workers} worker{'s' if workers > 1 else ''}"
+        served = measure(shown, serve_cmd, "/api/predict?explain=0", bodies, args, samples)
+    ratio = served["rate"] / bare["rate"] if bare["rate"] else float("nan")
+    errors = served["errors"] + bare["errors"]
+    print(f"ratio serve / bare: {ratio:.3f} (target >= {TARGET_RATIO})")
+    print(f"serve p99 latency: {served['p99']:.1f} ms (target <= {TARGET_P99_MS:g} ms)")
+    print(f"errors: {errors} (target 0)")
+    flat = memory_verdict(samples, args.seconds)
+    met = ratio >= TARGET_RATIO and served["p99"] <= TARGET_P99_MS and errors == 0 and flat
+    print("every target met" if met else "some target not met")
+    return 0 if met else 1
 
 
 if __name__ == "__main__":

@@ -210,8 +210,8 @@ def test_raw_takes_a_28x28_image_as_it_is(client):
 
 @pytest.mark.parametrize("body, status, words", [
     (b"", 400, "empty body: expected the bytes of an image"),
-    (b"hello, not an image", 422, "expected an image"),
-    (b"\x89PNG\r\n\x1a\n" + b"\0" * 40, 422, "the request body: expected"),
+    (b"hello, not an image", 422, "That file is not an image: expected PNG, JPEG"),
+    (b"\x89PNG\r\n\x1a\n" + b"\0" * 40, 422, "That file is not an image"),
 ])
 def test_bad_bodies_are_named(client, body, status, words):
     r = client.post("/api/predict", content=body)

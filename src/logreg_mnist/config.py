@@ -97,6 +97,9 @@ class Setting:
             one run (a plain ``--x`` switch, never swept).
         alias: a short name taken as well (``lr``: ``--lr``, ``--grid lr=...``).
         optimizers: the optimizers that use it (a run's header lists only those).
+        shapes_model: it changes the model an optimizer learns; False for the settings of
+            how a run is carried out or recorded (snapshots, a dry run), which
+            :func:`settings_in_use` leaves out with ``shaping_only``.
         name, kind, default: the field's name, type (int, float, str or bool) and default,
             filled in from the field itself.
     """
@@ -107,6 +110,7 @@ class Setting:
     tunable: bool = True
     alias: str | None = None
     optimizers: tuple[str, ...] = OPTIMIZERS
+    shapes_model: bool = True
     name: str = ""
     kind: type = object
     default: Any = None
@@ -138,9 +142,12 @@ def setting(
     tunable: bool = True,
     alias: str | None = None,
     optimizers: tuple[str, ...] = OPTIMIZERS,
+    shapes_model: bool = True,
 ) -> Any:
     """A :class:`TrainConfig` field: ``default`` with its :class:`Setting` in the field's metadata."""
-    return field(default=default, metadata={_KEY: Setting(help, values, shown, tunable, alias, optimizers)})
+    return field(
+        default=default, metadata={_KEY: Setting(help, values, shown, tunable, alias, optimizers, shapes_model)}
+    )
 
 
 _SGD = ("sgd",)
@@ -187,13 +194,18 @@ class TrainConfig:
     max_iter: int = setting(
         50, "iterations of cg / lbfgs", Interval.at_least(1), optimizers=_FULL_BATCH
     )  # logistic_cg.py's n_epochs
-    snapshot_every: int = setting(0, "save an intermediate model every N epochs (0: never)", Interval.at_least(0))
+    snapshot_every: int = setting(
+        0, "save an intermediate model every N epochs (0: never)", Interval.at_least(0), shapes_model=False
+    )
     # arithmetic precision of sgd (cg and lbfgs work in float64)
     dtype: str = setting(
         "float32", "SGD arithmetic precision: float32 or float64", OneOf(("float32", "float64")), optimizers=_SGD
     )
     dry_run: bool = setting(
-        False, "run one minibatch end to end (into a temporary directory unless --out is given)", tunable=False
+        False,
+        "run one minibatch end to end (into a temporary directory unless --out is given)",
+        tunable=False,
+        shapes_model=False,
     )
 
     def __post_init__(self) -> None:
@@ -207,10 +219,7 @@ class TrainConfig:
         """The settings this configuration's optimizer uses, by name (a run's header): cg and
         lbfgs leave out SGD's step size, stopping rule and precision (they compute in float64),
         SGD leaves out ``max_iter``, and ``batch_size`` counts for them only with ``drop_last``."""
-        used = {s.name: getattr(self, s.name) for s in SETTINGS.values() if self.optimizer in s.optimizers}
-        if self.optimizer in _FULL_BATCH and not self.drop_last:
-            del used["batch_size"]
-        return used
+        return {s.name: getattr(self, s.name) for s in settings_in_use(self.optimizer, drop_last=self.drop_last)}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
@@ -235,6 +244,19 @@ def _settings() -> dict[str, Setting]:
 # Every field's declaration, in field order; the hyperparameters are those a sweep may vary.
 SETTINGS: dict[str, Setting] = _settings()
 HYPERPARAMETERS: dict[str, Setting] = {name: s for name, s in SETTINGS.items() if s.tunable}
+
+
+def settings_in_use(optimizer: str, *, drop_last: bool = False, shaping_only: bool = False) -> list[Setting]:
+    """The declared settings ``optimizer`` uses, in field order (see :meth:`TrainConfig.in_use`);
+    with ``shaping_only``, only those that change the model it learns (no snapshots, no dry run)."""
+    return [
+        s
+        for s in SETTINGS.values()
+        if optimizer in s.optimizers
+        and (s.shapes_model or not shaping_only)
+        and not (s.name == "batch_size" and optimizer in _FULL_BATCH and not drop_last)
+    ]
+
 
 # Presets: changes from the defaults. "tutorial" is the chapter exactly.
 PRESETS: dict[str, dict[str, Any]] = {

@@ -116,6 +116,12 @@ class StorageError(LogregMnistError):
     exit_code = EXIT_FAILURE
 
 
+class ServerError(LogregMnistError):
+    """A server process of ``serve --workers`` stopped on its own (the others are then stopped)."""
+
+    exit_code = EXIT_FAILURE
+
+
 class TrainingDivergedError(LogregMnistError):
     """The loss or the parameters became non-finite during training."""
 

@@ -183,9 +183,19 @@ def _add_picture_parsers(sub) -> None:
     p.add_argument(
         "--host",
         default="127.0.0.1",
-        help="address to listen on; anything but loopback exposes a page without authentication (default: 127.0.0.1)",
+        help="address to listen on (default: 127.0.0.1, this computer only); 0.0.0.0 serves a classroom "
+        "on every network of this computer: anyone who can reach it can use the page, which has no "
+        "authentication, so use it only on a network you trust",
     )
     p.add_argument("--port", type=int, default=8000, help="port to listen on, 0 for any free one (default: 8000)")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        metavar="N",
+        help="server processes answering on the port (default: 1 on a loopback address such as 127.0.0.1; "
+        "else one per core, at most 8, for a classroom; always 1 on Windows)",
+    )
 
 
 def _add_sweep_parser(sub) -> None:

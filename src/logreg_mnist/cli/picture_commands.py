@@ -63,9 +63,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     Serve a page where you draw a digit and see the class probabilities, the 28x28 input the model
     sees and the evidence for its answer, with the run's weights and learning curves. Ctrl-C stops
-    it.
+    it. For a classroom, --host 0.0.0.0 lets every computer that can reach this one use the page
+    (it has no authentication: only on a network you trust), and --workers N sets how many server
+    processes share the drawings (default with --host 0.0.0.0: one per core, at most 8).
     """
     from ..serve import serve
 
-    serve(model_target(args.target, "serve"), args.host, args.port)
+    serve(model_target(args.target, "serve"), args.host, args.port, workers=args.workers)
     return EXIT_OK

@@ -3,10 +3,14 @@
 Routes (all read-only; only what the run's own files hold is ever served):
     GET  /                          the page (``static/index.html``)
     GET  /api/run                   the run: dataset, class names, config, best epoch, history
-    POST /api/predict[?raw=1]       image bytes -> label, probabilities, prepared input, evidence
-    GET  /api/weights               the best model's weights as 28x28 maps
+    POST /api/predict[?raw=1][&explain=0]
+                                    image bytes -> label, probabilities, prepared input, doubt,
+                                    and (unless explain=0) evidence
+    GET  /api/weights               the best model's weights as 28x28 maps, b, W (base64 float32)
     GET  /api/snapshots/{epoch}     a snapshot's weights, on the same scale
     GET  /api/learning-curves.png   the learning curves, drawn by :mod:`logreg_mnist.plots`
+    GET  /api/mistakes[?offset=0&limit=24]
+                                    the test digits the best model gets wrong (404: no test data)
 
 Errors are JSON ``{"error": "..."}``: 400 for a bad request (empty body), 403 for a
 ``Host`` that does not name this server or a write from another origin (:mod:`.guard`),
@@ -40,10 +44,12 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from ..errors import ConfigError, LogregMnistError
-from ..images import peek_decoded_bytes
+from ..errors import ConfigError, LogregMnistError, NotAnImageError
+from ..images import FORMATS, peek_decoded_bytes
 from .guard import MemoryBudget, RequestGuard, guarded_protocol
+from .mistakes import MAX_LIMIT, Mistakes
 from .run_view import RunView
+from .workers import Server, can_fork, default_workers, run_workers
 
 MAX_BODY_BYTES = 5_000_000  # 5 MB: a phone photo fits, a flood does not
 DRAIN_BYTES = 8_000_000  # read and dropped past the limit before the 413, so the client sees it
@@ -57,6 +63,7 @@ HEADER_TIMEOUT = 10.0  # seconds for a request head, from the connection or the 
 BODY_TIMEOUT = 30.0  # seconds for a whole body
 MAX_CONNECTIONS = 512  # past this, a JSON 503; past twice this, closed unanswered
 _TRIM_AFTER = 16 * 2**20  # hand freed memory back to the OS after decoding an image this large
+NOT_AN_IMAGE = f"That file is not an image: expected {', '.join(FORMATS[:-1])} or {FORMATS[-1]}."
 _log = logging.getLogger(__name__)
 
 
@@ -141,11 +148,13 @@ def create_app(
     pending: list[anyio.CapacityLimiter] = []
     budget = MemoryBudget(decode_budget)
 
-    def decode(body: bytes, raw: bool) -> dict:
+    mistakes = Mistakes(view.path, view.model)
+
+    def decode(body: bytes, raw: bool, explain: bool) -> dict:
         cost = peek_decoded_bytes(body)
         with budget.reserve(cost):
             try:
-                return view.predict(body, raw=raw, max_decoded=max_decoded_bytes)
+                return view.predict(body, raw=raw, explain=explain, max_decoded=max_decoded_bytes)
             finally:
                 if cost > _TRIM_AFTER:
                     _trim_memory()
@@ -156,10 +165,22 @@ def create_app(
     async def run_info(request: Request) -> Response:
         return JSONResponse(view.describe())
 
+    def flag(request: Request, name: str, default: str) -> bool:
+        value = request.query_params.get(name, default)
+        if value not in ("0", "1"):
+            raise HTTPException(400, f"{name}: expected 0 or 1, found {value[:20]!r}")
+        return value == "1"
+
+    def number(request: Request, name: str, default: int, most: int) -> int:
+        text = request.query_params.get(name)
+        if text is None:
+            return default
+        if not (text.isascii() and text.isdigit() and len(text) <= 9 and int(text) <= most):
+            raise HTTPException(400, f"{name}: expected a whole number from 0 to {most}, found {text[:20]!r}")
+        return int(text)
+
     async def predict(request: Request) -> Response:
-        raw = request.query_params.get("raw", "0")
-        if raw not in ("0", "1"):
-            raise HTTPException(400, f"raw: expected 0 or 1, found {raw[:20]!r}")
+        raw, explain = flag(request, "raw", "0"), flag(request, "explain", "1")
         if not limiter:
             limiter.append(anyio.CapacityLimiter(image_workers))
             pending.append(anyio.CapacityLimiter(max_pending))
@@ -173,7 +194,7 @@ def create_app(
             )
         try:
             body = await read_body(request, max_body_bytes, body_timeout)
-            result = await anyio.to_thread.run_sync(decode, body, raw == "1", limiter=limiter[0])
+            result = await anyio.to_thread.run_sync(decode, body, raw, explain, limiter=limiter[0])
         finally:
             pending[0].release()
         return JSONResponse(result)
@@ -196,12 +217,20 @@ def create_app(
             raise HTTPException(404, "no learning curves: serving a model file, or a run without history.jsonl")
         return Response(png, media_type="image/png", headers={"Cache-Control": "max-age=3600"})
 
+    async def wrong_answers(request: Request) -> Response:
+        offset = number(request, "offset", 0, 10**9)
+        limit = number(request, "limit", 24, MAX_LIMIT)
+        answer = await anyio.to_thread.run_sync(mistakes.page, offset, limit)
+        if isinstance(answer, str):
+            raise HTTPException(404, answer)
+        return JSONResponse(answer)
+
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
         return JSONResponse({"error": exc.detail}, status_code=exc.status_code, headers=exc.headers)
 
     async def project_error(request: Request, exc: Exception) -> Response:
-        return JSONResponse({"error": str(exc)}, status_code=422)
+        return JSONResponse({"error": NOT_AN_IMAGE if isinstance(exc, NotAnImageError) else str(exc)}, status_code=422)
 
     async def gone(request: Request, exc: Exception) -> Response:
         return Response(status_code=400)  # nobody is listening
@@ -218,6 +247,7 @@ def create_app(
             Route("/api/weights", weights),
             Route("/api/snapshots/{epoch}", weights),
             Route("/api/learning-curves.png", learning_curves),
+            Route("/api/mistakes", wrong_answers),
         ],
         exception_handlers={
             HTTPException: http_error,
@@ -284,22 +314,40 @@ def _more_files(wanted: int) -> None:
         pass
 
 
+def workers_for(host: str, workers: int | None = None) -> int:
+    """``workers``, or by default 1 on a loopback address (one person's page) and
+    :func:`~.workers.default_workers` elsewhere (a classroom)."""
+    if workers is not None:
+        return workers
+    return 1 if _is_loopback(host) else default_workers()
+
+
 def serve(
     target: str | os.PathLike,
     host: str = "127.0.0.1",
     port: int = 8000,
     *,
+    workers: int | None = None,
     out: TextIO = sys.stdout,
     err: TextIO = sys.stderr,
 ) -> None:
     """Load ``target`` (a run directory or a model file), print the page's URL and serve it
-    until Ctrl-C (which uvicorn turns into a clean shutdown, then KeyboardInterrupt)."""
+    until Ctrl-C (which uvicorn turns into a clean shutdown, then KeyboardInterrupt).
+
+    ``workers`` processes answer on the one socket (:mod:`.workers`), each with its own guard
+    and limits; by default one on a loopback address (one person's page), else
+    :func:`~.workers.default_workers` (one per core, at most 8: a classroom).
+    """
     if not 0 <= port <= 65535:
         raise ConfigError(f"--port: expected 0-65535, found {port}")
+    workers = workers_for(host, workers)
+    if workers < 1 or (workers > 1 and not can_fork()):
+        raise ConfigError(f"--workers: expected {'1 on this system' if workers > 1 else 'at least 1'}, found {workers}")
     view = RunView(target)
     app = create_app(view, allowed_hosts=[host])
     _more_files(2 * MAX_CONNECTIONS + 256)
     sock = bind(host, port)
+    view.warm_up()  # before the workers are forked: they share what it loads
     address = sock.getsockname()
     shown = f"[{address[0]}]" if ":" in address[0] else address[0]
     if not _is_loopback(host):
@@ -310,6 +358,14 @@ def serve(
             flush=True,
         )
     print(f"serving {target} at http://{shown}:{address[1]}/  (Ctrl-C to stop)", file=out, flush=True)
-    config = server_config(app)
+    if workers > 1:
+        print(f"{workers} server processes answer there", file=out, flush=True)
+
+    def run(listening: socket.socket) -> None:
+        Server(server_config(app)).run(sockets=[listening])
+
     with sock:
-        uvicorn.Server(config).run(sockets=[sock])
+        if workers == 1:
+            run(sock)
+        else:
+            run_workers(run, sock, workers)

@@ -12,7 +12,9 @@ class's score (logit), and ``softmax`` of the ten scores gives the probabilities
 
 from __future__ import annotations
 
+import base64
 import functools
+import io
 import math
 import os
 import re
@@ -21,16 +23,22 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from PIL import Image
 
 from .. import persistence
+from ..config import SETTINGS, settings_in_use
 from ..data.pixels import PIXEL_SCALE, SIDE
 from ..errors import ModelFileError
-from ..images import open_image, prepare
+from ..images import WORK_SIDE, Prepared, open_image, prepare, to_gray
 from ..model import LogisticRegression
 from ..run import class_names_for
+from .canvas import as_image, canvas_gray
+from .doubt import doubt, ink_box, thresholds
 
 _SNAPSHOT_NAME = re.compile(r"epoch-(\d+)\.safetensors")
 _HISTORY_KEYS = ("epoch", "iteration", "train_nll", "valid_error", "test_error", "best_valid_error", "elapsed")
+_OPTIMIZER_NAMES = {"sgd": "SGD", "cg": "CG", "lbfgs": "L-BFGS"}
+_CAPS = {"n_epochs": "epochs run", "max_iter": "iterations run"}  # a cap, shown as what was run
 
 
 def class_names(metadata: dict[str, Any], n_out: int) -> list[str]:
@@ -85,6 +93,11 @@ def _rounded(a: np.ndarray, digits: int = 6) -> list:
     return np.round(a.astype(np.float64), digits).tolist()
 
 
+def float32_base64(a: np.ndarray) -> str:
+    """``a`` as base64 of its float32 little-endian values, in row-major order."""
+    return base64.b64encode(np.ascontiguousarray(a, dtype="<f4").tobytes()).decode("ascii")
+
+
 class RunView:
     """A run directory (``best.safetensors``, ``history.jsonl``, ``config.json``,
     ``snapshots/``) or a single model file, loaded for the page.
@@ -101,6 +114,7 @@ class RunView:
                 f"{path}: expected a model of 28x28 = 784 inputs to draw digits for, found {self.model.n_in} inputs"
             )
         self.name = path.resolve().name
+        self.path = path
         self.run_dir = path if path.is_dir() else None
         self.class_names = class_names(self.metadata, self.model.n_out)
         self.history = self._read_history()
@@ -135,8 +149,7 @@ class RunView:
 
     @property
     def unit(self) -> str:
-        optimizer = (self.metadata.get("config") or {}).get("optimizer", "sgd")
-        return "epoch" if optimizer == "sgd" else "iteration"
+        return "epoch" if self.optimizer == "sgd" else "iteration"
 
     def describe(self) -> dict[str, Any]:
         """The run as ``GET /api/run`` answers it."""
@@ -144,6 +157,7 @@ class RunView:
         return json_safe(
             {
                 "name": self.name,
+                "title": self.title,
                 "kind": "run" if self.run_dir is not None else "model",
                 "dataset": meta.get("dataset"),
                 "class_names": self.class_names,
@@ -158,11 +172,61 @@ class RunView:
                 "snapshots": list(self.snapshots),
                 "weight_limit": self.weight_limit,
                 "palette": diverging_palette(),
+                "scale": float(PIXEL_SCALE),
+                "settings": self.settings(),
+                "doubt": thresholds(),
             }
         )
 
+    @property
+    def optimizer(self) -> str:
+        """The run's optimizer (``sgd``, ``cg``, ``lbfgs``), from its recorded configuration."""
+        optimizer = (self.metadata.get("config") or {}).get("optimizer", "sgd")
+        return optimizer if isinstance(optimizer, str) else "sgd"
+
+    @property
+    def runs_for(self) -> int | None:
+        """How many epochs (iterations) the run went through: its history's last, else the best model's."""
+        done = [row["epoch"] for row in self.history if isinstance(row.get("epoch"), int)]
+        epoch = self.metadata.get("epoch")
+        return max(done) if done else epoch if isinstance(epoch, int) else None
+
+    @property
+    def title(self) -> str:
+        """E.g. ``MNIST - SGD, best at epoch 74``, or ``model.safetensors - L-BFGS`` when unknown."""
+        from ..data.known import by_identity
+
+        dataset = self.metadata.get("dataset")
+        known = by_identity(dataset) if isinstance(dataset, str) else None
+        shown = known.title if known else dataset if isinstance(dataset, str) else self.name
+        title = f"{shown} - {_OPTIMIZER_NAMES.get(self.optimizer, self.optimizer)}"
+        epoch = self.metadata.get("epoch")
+        return f"{title}, best at {self.unit} {epoch}" if isinstance(epoch, int) else title
+
+    def settings(self) -> list[dict[str, Any]]:
+        """The recorded settings that shape what the run's optimizer learns, as ``{name, value, help}``;
+        a cap on epochs (iterations) is shown as the number actually run."""
+        config = self.metadata.get("config")
+        if not isinstance(config, dict):
+            return []
+        shown = []
+        drop_last = config.get("drop_last", SETTINGS["drop_last"].default) is True
+        for s in settings_in_use(self.optimizer, drop_last=drop_last, shaping_only=True):
+            if s.name == "optimizer" or s.name not in config:
+                continue
+            if s.name in _CAPS:
+                if self.runs_for is not None:
+                    shown.append(
+                        {"name": _CAPS[s.name], "value": self.runs_for, "help": f"{s.help} (at most {config[s.name]})"}
+                    )
+                continue
+            shown.append({"name": s.name, "value": config[s.name], "help": s.help})
+        return shown
+
     def weights(self, epoch: int | None = None) -> dict[str, Any] | None:
-        """The columns of ``W`` as 28x28 maps on the shared scale ``limit`` (best model, or a snapshot).
+        """The columns of ``W`` as 28x28 maps on the shared scale ``limit`` (best model, or a snapshot),
+        with the exact weights for the page's arithmetic: ``b`` (n_out floats) and ``W``
+        (:func:`float32_base64` of the (n_in, n_out) weights).
 
         Returns None when the run has no snapshot of that epoch.
         """
@@ -175,43 +239,87 @@ class RunView:
             "best": epoch is None,
             "limit": self.weight_limit,
             "maps": _rounded(maps, 5),
+            "b": model.b.astype(np.float64).tolist(),
+            "W": float32_base64(model.W),
         }
 
-    def predict(self, data: bytes, *, raw: bool = False, max_decoded: int | None = None) -> dict[str, Any]:
-        """Prepare an image (file bytes) as MNIST and explain the model's answer.
+    def prepare(self, data: bytes, *, raw: bool = False, max_decoded: int | None = None) -> tuple[Prepared, np.ndarray]:
+        """The image in ``data`` (file bytes) as the model's input, and its gray levels (for
+        :func:`.doubt.ink_box`; those of a copy at most ``WORK_SIDE`` pixels across for a larger image).
 
-        Returns:
-            label (int), probabilities (n_out floats), prepared (28x28 uint8 values),
-            blank, inverted, evidence: {classes, names, maps (28x28 floats each),
-            totals (map sums), biases, limit (their shared colour scale)}.
+        A drawing from the page's pad takes the short way of :mod:`.canvas` (the same ``prepared``).
 
         Raises:
             DataError: the bytes are not an image the pipeline accepts, or it would take more
                 than ``max_decoded`` bytes once decoded (default: the CLI's limit).
         """
+        gray = canvas_gray(data)
+        if gray is not None:
+            return prepare(as_image(gray), raw=raw), gray
         limits = {} if max_decoded is None else {"max_decoded": max_decoded}
-        prepared = prepare(open_image(data, name="the request body", **limits), raw=raw)
+        image = open_image(data, name="the request body", **limits)
+        prepared = prepare(image, raw=raw)
+        factor = -(-max(image.size) // WORK_SIDE)
+        if factor > 1:  # any mode resizes by nearest neighbours; enough for the ink's extent
+            image = image.resize(
+                (max(1, image.width // factor), max(1, image.height // factor)), Image.Resampling.NEAREST
+            )
+        return prepared, to_gray(image)
+
+    def predict(
+        self, data: bytes, *, raw: bool = False, explain: bool = True, max_decoded: int | None = None
+    ) -> dict[str, Any]:
+        """Prepare an image (file bytes) as MNIST and give the model's answer.
+
+        Returns:
+            label (int), name, probabilities (n_out floats), prepared (28x28 uint8 values),
+            blank, inverted, doubt (None or ``{kind, message}``, :func:`.doubt.doubt`), and with
+            ``explain`` evidence: {classes, names, maps (28x28 floats each), totals (map sums),
+            biases, limit (their shared colour scale)}.
+
+        Raises:
+            DataError: as :meth:`prepare`.
+        """
+        prepared, gray = self.prepare(data, raw=raw, max_decoded=max_decoded)
         probs = self.model.p_y_given_x(features(prepared.pixels))[0]
         order = np.argsort(-probs, kind="stable")  # order[0] is argmax: the first of equals
         label = int(order[0])
-        classes = [label, int(order[1])]  # the prediction and the runner-up
-        maps = evidence_maps(prepared.pixels, self.model.W, classes)
-        return {
+        answer: dict[str, Any] = {
             "label": label,
             "name": self.class_names[label],
             "probabilities": probs.astype(np.float64).tolist(),
             "prepared": prepared.pixels.tolist(),
             "blank": prepared.blank,
             "inverted": prepared.inverted,
-            "evidence": {
+            "doubt": doubt(
+                blank=prepared.blank,
+                box=None if raw else ink_box(gray),
+                probabilities=probs,
+                names=self.class_names,
+            ),
+        }
+        if explain:
+            classes = [int(c) for c in order[:2]]  # the prediction and the runner-up
+            maps = evidence_maps(prepared.pixels, self.model.W, classes)
+            answer["evidence"] = {
                 "classes": classes,
                 "names": [self.class_names[c] for c in classes],
                 "maps": _rounded(maps),
                 "totals": [float(m.sum(dtype=np.float64)) for m in maps],
                 "biases": [float(self.model.b[c]) for c in classes],
                 "limit": float(np.abs(maps).max()) or 1.0,
-            },
-        }
+            }
+        return answer
+
+    def warm_up(self) -> None:
+        """Load now what the first requests would load (the colour map, the pipeline's SciPy
+        modules), so that forked workers share it and no first answer waits for it."""
+        self.describe()
+        pad = Image.new("L", (280, 280), 255)
+        pad.paste(0, (130, 60, 150, 220))  # a bar: a "1"
+        buffer = io.BytesIO()
+        pad.save(buffer, format="PNG")
+        self.predict(buffer.getvalue(), explain=False)
 
     def learning_curves_png(self) -> bytes | None:
         """The run's learning curves as PNG (drawn once, by :mod:`logreg_mnist.plots`), or None."""
@@ -219,11 +327,9 @@ class RunView:
             return None
         with self._curves_lock:
             if self._curves_png is None:
-                from io import BytesIO
-
                 from ..plots import learning_curves_figure
 
-                buf = BytesIO()
+                buf = io.BytesIO()
                 learning_curves_figure(
                     self.history,
                     unit=self.unit,
