@@ -14,7 +14,8 @@ Inputs a user can hand in (:func:`load_inputs`, :func:`read_inputs`):
     * a pipe given as a path (``<(cat seven.png)``) or ``-`` (standard input): read once,
       as one image or one ``.npy`` array.
 
-One input that cannot be read does not stop the others (:func:`read_inputs`).
+One input that cannot be read does not stop the others (:func:`read_inputs`). Image files
+are prepared on all the cores this process may use, and come back in order.
 """
 
 from __future__ import annotations
@@ -25,10 +26,11 @@ import stat
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import numpy as np
 
+from ._parallel import ordered_map, usable_cores
 from .data import read_idx
 from .data.idx import GZIP_MAGIC
 from .data.pixels import PIXEL_SCALE, SIDE
@@ -88,7 +90,7 @@ def _thumbnail(image) -> np.ndarray:
     return np.asarray(small)
 
 
-def _image_input(source, name: str, n_in: int, raw: bool) -> Input:
+def _image_input(source, name: str, n_in: int, raw: bool, thumbnail: bool = True) -> Input:
     if n_in != SIDE * SIDE:
         raise DataError(f"{name}: the model takes {n_in} features, images need 784 (28x28)")
     image = open_image(source, name=name)
@@ -96,7 +98,7 @@ def _image_input(source, name: str, n_in: int, raw: bool) -> Input:
         prepared = prepare(image, raw=raw)
     except DataError as e:
         raise DataError(f"{name}: {e}") from None
-    return Input(name, prepared.features(), [prepared], _thumbnail(image))
+    return Input(name, prepared.features(), [prepared], _thumbnail(image) if thumbnail else None)
 
 
 def _array_to_features(arr: np.ndarray, name: str, n_in: int) -> np.ndarray:
@@ -201,7 +203,7 @@ def _read_stream(stream: BinaryIO, name: str, where: str = "in the stream") -> b
     return data
 
 
-def _stream_input(data: bytes, name: str, n_in: int, raw: bool) -> Input:
+def _stream_input(data: bytes, name: str, n_in: int, raw: bool, thumbnail: bool = True) -> Input:
     """One input from a stream's bytes: a .npy array, else an image."""
     if data.startswith(_NPY_MAGIC):
         try:
@@ -210,7 +212,7 @@ def _stream_input(data: bytes, name: str, n_in: int, raw: bool) -> Input:
             raise DataError(f"{name}: cannot read as a .npy array: {' '.join(str(e).split())[:200]}") from None
         return Input(name, _array_to_features(arr, name, n_in))
     try:
-        return _image_input(data, name, n_in, raw)
+        return _image_input(data, name, n_in, raw, thumbnail)
     except NotAnImageError:
         raise DataError(f"{name}: expected {_STREAM_FORMATS}, found data starting with 0x{data[:8].hex()}") from None
 
@@ -257,12 +259,12 @@ def _directory(path: Path, batch: Batch) -> list[Path]:
     return entries
 
 
-def _file_input(path: Path, n_in: int, raw: bool) -> Input:
+def _file_input(path: Path, n_in: int, raw: bool, thumbnail: bool = True) -> Input:
     name = str(path)
     if _is_stream(path):
         try:
             with open(path, "rb") as f:
-                return _stream_input(_read_stream(f, name), name, n_in, raw)
+                return _stream_input(_read_stream(f, name), name, n_in, raw, thumbnail)
         except OSError as e:
             raise DataError(f"{name}: cannot read the stream: {e.strerror or e}") from None
     try:
@@ -279,7 +281,7 @@ def _file_input(path: Path, n_in: int, raw: bool) -> Input:
         arr = read_idx(path, kind="images")
         return Input(name, _array_to_features(np.asarray(arr), name, n_in))
     try:
-        return _image_input(path, name, n_in, raw)
+        return _image_input(path, name, n_in, raw, thumbnail)
     except NotAnImageError:
         raise DataError(
             f"{name}: expected an image (PNG, JPEG, GIF, BMP, TIFF, WebP), an IDX images "
@@ -289,16 +291,28 @@ def _file_input(path: Path, n_in: int, raw: bool) -> Input:
 
 
 def read_inputs(
-    paths: list[str | os.PathLike], n_in: int = SIDE * SIDE, *, raw: bool = False, stdin: BinaryIO | None = None
+    paths: list[str | os.PathLike],
+    n_in: int = SIDE * SIDE,
+    *,
+    raw: bool = False,
+    stdin: BinaryIO | None = None,
+    thumbnails: bool = True,
+    workers: int | None = None,
+    progress: bool | None = None,
 ) -> Batch:
     """Every input that can be read, and one error for each that cannot: one bad file does not
-    stop the rest (see :class:`Batch`).
+    stop the rest (see :class:`Batch`). Image files are prepared by a pool of processes (when
+    there are at least :data:`POOL_FROM` of them and several cores), in the order given.
 
     Args:
         paths: files, directories, pipes given as paths, or ``-`` for one input on ``stdin``.
         n_in: the model's number of features.
         raw: take 28x28 images as they are (see :func:`logreg_mnist.images.prepare`).
         stdin: where ``-`` reads from (default: the process's standard input).
+        thumbnails: keep a small copy of each image (:attr:`Input.original`, for ``--show``).
+        workers: processes preparing image files (None: one per usable core; 1: this process).
+        progress: a progress bar on stderr while image files are prepared (None: when stderr
+            is a terminal and there are several).
 
     Raises:
         DataError: ``-`` given twice (standard input can be read once).
@@ -306,34 +320,73 @@ def read_inputs(
     if sum(str(p) == "-" for p in paths) > 1:
         raise DataError("-: standard input can be read once, found '-' twice")
     batch = Batch()
+    slots: list[Input | DataError | None] = []  # every input or its error, in order
+    jobs: list[tuple[int, _FileJob]] = []  # image files, prepared below, each into its slot
     for p in paths:
         try:
             if str(p) == "-":
                 batch.tried += 1
                 data = _read_stream(stdin if stdin is not None else sys.stdin.buffer, "<stdin>", "on standard input")
-                batch.inputs.append(_stream_input(data, "<stdin>", n_in, raw))
+                slots.append(_stream_input(data, "<stdin>", n_in, raw, thumbnails))
                 continue
             path = Path(p)
             files = _directory(path, batch) if path.is_dir() else [path]
         except DataError as e:
             batch.tried += str(p) != "-"
-            batch.errors.append(e)
+            slots.append(e)
             continue
         for file in files:
             batch.tried += 1
+            if file.suffix.lower() in IMAGE_SUFFIXES and not _is_stream(file):
+                jobs.append((len(slots), (file, n_in, raw, thumbnails)))
+                slots.append(None)
+                continue
             try:
-                batch.inputs.append(_file_input(file, n_in, raw))
+                slots.append(_file_input(file, n_in, raw, thumbnails))
             except DataError as e:
-                batch.errors.append(e)
+                slots.append(e)
+    if len(jobs) < POOL_FROM:
+        workers = 1
+    elif (workers or usable_cores()) > 1:
+        _preload()
+    done = ordered_map(
+        _file_job, [job for _, job in jobs], workers=workers, progress=progress, desc="preparing", unit="image"
+    )
+    for (index, _), result in zip(jobs, done):
+        slots[index] = result
+    for item in slots:
+        if isinstance(item, DataError):
+            batch.errors.append(item)
+        elif item is not None:
+            batch.inputs.append(item)
     return batch
 
 
-def load_inputs(
-    paths: list[str | os.PathLike], n_in: int = SIDE * SIDE, *, raw: bool = False, stdin: BinaryIO | None = None
-) -> list[Input]:
+POOL_FROM = 4  # image files from which a pool of processes prepares them (fewer: in this process)
+_FileJob = tuple[Path, int, bool, bool]  # _file_input's arguments
+
+
+def _file_job(job: _FileJob) -> Input | DataError:
+    """One image file read and prepared (in a worker process): its input, or why it cannot be."""
+    try:
+        return _file_input(*job)
+    except DataError as e:
+        return e
+
+
+def _preload() -> None:
+    """What each worker would import for its first image, imported once before they start."""
+    from PIL import Image
+    from scipy import ndimage  # noqa: F401
+
+    Image.init()  # every format's plugin
+
+
+def load_inputs(paths: list[str | os.PathLike], n_in: int = SIDE * SIDE, **options: Any) -> list[Input]:
     """Each input as an :class:`Input`, following the rules of this module: :func:`read_inputs`
-    (the same arguments), raising the first :class:`DataError` where it goes on past it."""
-    batch = read_inputs(paths, n_in, raw=raw, stdin=stdin)
+    (the same arguments: ``raw``, ``stdin``, ``thumbnails``, ``workers``, ``progress``), raising
+    the first :class:`DataError` where it goes on past it."""
+    batch = read_inputs(paths, n_in, **options)
     if batch.errors:
         raise batch.errors[0]
     return batch.inputs

@@ -99,7 +99,7 @@ def predictions(model: LogisticRegression, inputs: list[Input]) -> list[Predicti
 
 def predict_files(model: LogisticRegression, paths: list[str | os.PathLike], *, raw: bool = False) -> list[Prediction]:
     """One :class:`Prediction` per image in the given files (see :func:`load_inputs`)."""
-    return predictions(model, load_inputs(paths, model.n_in, raw=raw))
+    return predictions(model, load_inputs(paths, model.n_in, raw=raw, thumbnails=False))
 
 
 def evaluate(model: LogisticRegression, data: Dataset) -> dict:

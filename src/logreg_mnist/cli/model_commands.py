@@ -52,7 +52,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
                 print(", ".join(names[i] for i in predicted))
         return EXIT_OK
     names = class_names_for(meta, model.n_out)
-    batch = read_inputs(args.inputs, model.n_in, raw=args.raw)
+    batch = read_inputs(args.inputs, model.n_in, raw=args.raw, thumbnails=bool(args.show))
     for line in batch.skipped:
         print(f"logreg-mnist predict: {line}", file=sys.stderr)
     if not batch.inputs:  # nothing to predict: each error in its line, the last one as the command's error
