@@ -29,7 +29,8 @@ from .analysis import MIN_DIGIT, Found, _select_digit
 from .decode import to_gray
 
 BLOCK_SIDE = 64  # the digit is chosen on a copy reduced by whole blocks to about this many pixels
-CUT_SIDE = 80  # the digit is cut from the picture at up to this many pixels on its longer side
+_EIGHT = np.ones((3, 3), dtype=bool)  # neighbours, as _select_digit's
+CUT_SIDE = 80  # the digit is cut from the picture at up to this many pixels on its longer side (as a photo's)
 
 
 def gray_levels(image: Image.Image) -> np.ndarray | None:
@@ -37,7 +38,10 @@ def gray_levels(image: Image.Image) -> np.ndarray | None:
     (8-bit pictures; deeper ones holding 8-bit levels), else None."""
     mode = image.mode
     if mode in ("L", "RGB", "LA", "RGBA") and "transparency" not in image.info:
-        if mode in ("LA", "RGBA") and int(np.asarray(image.getchannel("A")).min()) < 255:
+        alpha = (
+            image.tobytes("raw", "A") if mode == "RGBA" else image.getchannel("A").tobytes() if mode == "LA" else b""
+        )
+        if int(np.frombuffer(alpha, np.uint8).min(initial=255)) < 255:
             return np.asarray(to_gray(image), dtype=np.uint8)  # composited on white: whole numbers
         # (opaque: the alpha is ignored, as compositing on white would leave every pixel as it is)
         return np.asarray(image if image.mode == "L" else image.convert("L"))
@@ -76,6 +80,8 @@ def find_drawn_digit(a: np.ndarray) -> tuple[Found, int] | None:
     :func:`~.analysis.find_digit` gives it (only ``digit`` and ``dark`` are set), and the side
     of the blocks of ``a`` that its pixels are; None when ``a`` is not a clean drawing (see the
     module's docstring)."""
+    from scipy import ndimage
+
     h, w = a.shape
     if min(h, w) < 2:
         return None
@@ -94,7 +100,9 @@ def find_drawn_digit(a: np.ndarray) -> tuple[Found, int] | None:
     peak = float(blocks.max())
     if peak < 8.0:
         return Found(None, dark), 1
-    chosen = _select_digit(blocks, 0.25 * peak)
+    chosen = blocks > 0.25 * peak
+    if ndimage.label(chosen, structure=_EIGHT)[1] > 1:  # (one region, the common case: the digit)
+        chosen = _select_digit(blocks, 0.25 * peak)
     near = chosen.copy()  # and one block around (the strokes' soft edges)
     near[1:] |= chosen[:-1]
     near[:-1] |= chosen[1:]

@@ -16,6 +16,8 @@ The first that applies is reported, in that order.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from ..data.pixels import SIDE
@@ -31,7 +33,7 @@ def thresholds() -> dict[str, float | int]:
 
 
 def ink_box(gray: np.ndarray) -> tuple[float, float] | None:
-    """The (height, width) of the ink in ``gray`` (float (h, w), 0-255), in pixels of the picture
+    """The (height, width) of the ink in ``gray`` (float or uint8 (h, w), 0-255), in pixels of the picture
     scaled to 28 across its longer side; None when nothing differs from the background.
 
     The background is the picture's median level (a drawing is mostly background; measured on
@@ -40,7 +42,11 @@ def ink_box(gray: np.ndarray) -> tuple[float, float] | None:
     """
     if gray.size == 0:
         return None
-    ink = np.abs(gray - np.median(gray[::4, ::4])) >= INK_CONTRAST
+    level = float(np.median(gray[::4, ::4]))
+    if gray.dtype == np.uint8:  # the same test on whole levels, without a float copy
+        ink = (gray <= max(-1, math.floor(level - INK_CONTRAST))) | (gray >= min(256, math.ceil(level + INK_CONTRAST)))
+    else:
+        ink = np.abs(gray - level) >= INK_CONTRAST
     rows, cols = np.nonzero(ink.any(axis=1))[0], np.nonzero(ink.any(axis=0))[0]
     if len(rows) == 0:
         return None
