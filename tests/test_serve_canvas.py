@@ -114,25 +114,3 @@ def test_the_page_s_drawings_are_not_opened_by_the_full_way(tmp_path, monkeypatc
     with pytest.raises(AssertionError, match="full way"):
         view.predict(png_bytes(drawing("1"), "JPEG"))
 
-
-def test_the_page_s_drawings_are_answered_without_a_thread_hop(tmp_path, monkeypatch):
-    """A drawing is a millisecond's work: done in the event loop (a hop to a worker thread and
-    back costs about as much); anything else, which may take long, still goes to a thread."""
-    from starlette.testclient import TestClient
-
-    from logreg_mnist.serve import app as app_module
-
-    hops = []
-    real = app_module.anyio.to_thread.run_sync
-
-    async def counted(*args, **kwargs):
-        hops.append(args[0].__name__)
-        return await real(*args, **kwargs)
-
-    monkeypatch.setattr(app_module.anyio.to_thread, "run_sync", counted)
-    client = TestClient(app_module.create_app(RunView(make_run(tmp_path / "run"))))
-    page = client.post("/api/predict?explain=0", content=png_bytes(drawing("1", mode="RGBA")))
-    assert page.status_code == 200 and page.json()["label"] in range(10) and hops == []
-    photo = client.post("/api/predict?explain=0", content=png_bytes(drawing("1"), "JPEG"))
-    assert photo.status_code == 200 and hops == ["decode"]
-    assert photo.json()["prepared"] != [[0] * 28] * 28
