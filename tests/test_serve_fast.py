@@ -106,3 +106,17 @@ def test_an_answer_arrives_in_one_piece(tmp_path):
         server.should_exit = True
         thread.join(10)
         sock.close()
+
+
+def test_the_ink_box_of_whole_levels_is_that_of_their_float_copy():
+    import numpy as np
+
+    from logreg_mnist.serve.doubt import ink_box
+
+    rng = np.random.default_rng(4)
+    for _ in range(200):
+        a = np.full((60, 80), rng.integers(0, 256), np.uint8)
+        r, c = rng.integers(0, 55, size=2)
+        a[r : r + rng.integers(1, 30), c : c + rng.integers(1, 30)] = rng.integers(0, 256)
+        a[rng.integers(0, 60), rng.integers(0, 80)] = rng.integers(0, 256)
+        assert ink_box(a) == ink_box(a.astype(np.float32))

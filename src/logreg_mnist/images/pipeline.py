@@ -96,16 +96,17 @@ def looks_like_mnist(gray: np.ndarray) -> bool:
 
 def _mnist_layout(digit: np.ndarray) -> np.ndarray:
     """A cropped digit (h, w) float in [0, 255] scaled to fit 20x20 and centred by mass in 28x28."""
-    from scipy import ndimage
-
     h, w = digit.shape
     scale = BOX / max(h, w)
     size = (max(1, round(h * scale)), max(1, round(w * scale)))
     small = np.clip(resize(digit, size), 0, 255)
     frame = np.zeros((SIDE, SIDE), dtype=np.float32)
-    if small.sum() <= 0:
+    total = float(small.sum(dtype=np.float64))
+    if total <= 0:
         return frame
-    cy, cx = ndimage.center_of_mass(small)
+    # The centre of mass (as ndimage.center_of_mass, without its overhead on a 20x20 array).
+    cy = float(small.sum(axis=1, dtype=np.float64) @ np.arange(small.shape[0])) / total
+    cx = float(small.sum(axis=0, dtype=np.float64) @ np.arange(small.shape[1])) / total
     top, left = int(round(_CENTRE - cy)), int(round(_CENTRE - cx))
     sh, sw = small.shape
     # Paste with clipping (a whole-pixel shift, as MNIST's centring).

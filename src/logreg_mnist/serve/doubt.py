@@ -43,11 +43,13 @@ def ink_box(gray: np.ndarray) -> tuple[float, float] | None:
     if gray.size == 0:
         return None
     level = float(np.median(gray[::4, ::4]))
-    if gray.dtype == np.uint8:  # the same test on whole levels, without a float copy
-        ink = (gray <= max(-1, math.floor(level - INK_CONTRAST))) | (gray >= min(256, math.ceil(level + INK_CONTRAST)))
+    if gray.dtype == np.uint8:  # the same test on whole levels, from the rows' and columns' extremes
+        low, high = math.floor(level - INK_CONTRAST), math.ceil(level + INK_CONTRAST)
+        rows = np.nonzero((gray.min(axis=1) <= low) | (gray.max(axis=1) >= high))[0]
+        cols = np.nonzero((gray.min(axis=0) <= low) | (gray.max(axis=0) >= high))[0]
     else:
         ink = np.abs(gray - level) >= INK_CONTRAST
-    rows, cols = np.nonzero(ink.any(axis=1))[0], np.nonzero(ink.any(axis=0))[0]
+        rows, cols = np.nonzero(ink.any(axis=1))[0], np.nonzero(ink.any(axis=0))[0]
     if len(rows) == 0:
         return None
     scale = SIDE / max(gray.shape)
