@@ -1,7 +1,8 @@
 """Several server processes answering on one listening socket, for a classroom on one machine.
 
-Preparing a drawing takes a few tens of milliseconds of one core, in Python and NumPy, so
-one process answers a few dozen drawings a second whatever its threads. ``serve --workers N``
+Answering a drawing takes a few milliseconds of one core, in Python and NumPy (decoding its
+PNG, preparing it, the web server's own work), so one process answers a few hundred drawings
+a second whatever its threads. ``serve --workers N``
 binds the socket once, loads the run once, then forks ``N`` processes that each run the
 same app on that socket (the kernel hands each new connection to one of them). Each
 worker has its own guard and limits (connections, uploads waiting, images decoded at
