@@ -13,8 +13,10 @@ digit at the resolution it needs:
    is chosen as in :func:`~.analysis.find_digit` (the largest region and its close
    neighbours; specks further away are dropped);
 2. the digit's box cut from the picture, reduced by a whole factor to at most
-   :data:`CUT_SIDE` pixels on its longer side (each pixel the mean of a block), and its ink stretched so that the strokes'
-   cores reach 255, as :func:`~.analysis.find_digit` does.
+   :data:`CUT_SIDE` pixels on its longer side (each pixel the mean of a block), and its
+   ink stretched so that the strokes' cores reach 255, as :func:`~.analysis.find_digit`
+   does. Step 6 of :mod:`.pipeline` then judges the stroke width as at the picture's
+   resolution (``pixel``, the factor).
 
 Any other picture (a photo, a scan with paper texture, a JPEG's ringing) returns None and
 goes through :func:`~.analysis.find_digit`.
