@@ -28,12 +28,22 @@ def test_the_page_s_drawings_are_answered_without_a_thread_hop(tmp_path, monkeyp
         return await real(*args, **kwargs)
 
     monkeypatch.setattr(app_module.anyio.to_thread, "run_sync", counted)
-    client = TestClient(create_app(RunView(make_run(tmp_path / "run"))))
+    view = RunView(make_run(tmp_path / "run"))
+    client = TestClient(create_app(view))
     page = client.post("/api/predict?explain=0", content=png_bytes(drawing("1", mode="RGBA")))
     assert page.status_code == 200 and page.json()["label"] in range(10) and hops == []
     photo = client.post("/api/predict?explain=0", content=png_bytes(drawing("1"), "JPEG"))
     assert photo.status_code == 200 and hops == ["decode"]
     assert photo.json()["prepared"] != [[0] * 28] * 28
+    # a PNG the size of the pad that is no clean drawing (paper texture): the full analysis, in a thread
+    import numpy as np
+    from PIL import Image
+
+    texture = np.random.default_rng(0).integers(200, 230, size=(280, 280)).astype(np.uint8)
+    texture[60:220, 130:150] = 20
+    scan = client.post("/api/predict?explain=0", content=png_bytes(Image.fromarray(texture)))
+    assert scan.status_code == 200 and hops == ["decode", "decode"]
+    assert scan.json() == view.predict(png_bytes(Image.fromarray(texture)), explain=False)
 
 
 class Transport:

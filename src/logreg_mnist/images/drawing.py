@@ -77,6 +77,20 @@ def _ink(a: np.ndarray, background: int, dark: bool) -> np.ndarray:
     return a.astype(np.float32) - np.float32(background)
 
 
+def clean_background(a: np.ndarray) -> int | None:
+    """The background level of a clean drawing ``a`` (uint8 (h, w)): the border's most common
+    level, when at least half the pixels are at it and every other one on one side of it; else
+    None (see the module's docstring)."""
+    if min(a.shape) < 2:
+        return None
+    ring = np.concatenate([a[0], a[-1], a[:, 0], a[:, -1]])
+    background = int(np.bincount(ring, minlength=256).argmax())
+    low, high = int(a.min()), int(a.max())
+    if (low != background and high != background) or 2 * np.count_nonzero(a == background) < a.size:
+        return None
+    return background
+
+
 def find_drawn_digit(a: np.ndarray) -> tuple[Found, int] | None:
     """The digit on a clean drawing ``a`` (uint8 (h, w), from :func:`gray_levels`), as
     :func:`~.analysis.find_digit` gives it (only ``digit`` and ``dark`` are set), and the side
@@ -84,14 +98,11 @@ def find_drawn_digit(a: np.ndarray) -> tuple[Found, int] | None:
     module's docstring)."""
     from scipy import ndimage
 
+    background = clean_background(a)
+    if background is None:
+        return None
     h, w = a.shape
-    if min(h, w) < 2:
-        return None
-    ring = np.concatenate([a[0], a[-1], a[:, 0], a[:, -1]])
-    background = int(np.bincount(ring, minlength=256).argmax())
     low, high = int(a.min()), int(a.max())
-    if (low != background and high != background) or 2 * np.count_nonzero(a == background) < a.size:
-        return None
     dark = high == background and low < background
     if high - low < 8:  # as find_digit: no contrast, nothing drawn
         return Found(None, False), 1

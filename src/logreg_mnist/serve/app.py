@@ -37,6 +37,7 @@ from importlib.resources import files
 from typing import TextIO
 
 import anyio
+import numpy as np
 import uvicorn
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -46,7 +47,8 @@ from starlette.routing import Route
 
 from ..errors import ConfigError, LogregMnistError, NotAnImageError
 from ..images import FORMATS, peek_decoded_bytes
-from .canvas import is_canvas_png
+from ..images.drawing import clean_background
+from .canvas import canvas_gray
 from .guard import MemoryBudget, RequestGuard, guarded_protocol
 from .mistakes import MAX_LIMIT, Mistakes
 from .run_view import RunView
@@ -151,11 +153,11 @@ def create_app(
 
     mistakes = Mistakes(view.path, view.model)
 
-    def decode(body: bytes, raw: bool, explain: bool) -> dict:
-        cost = peek_decoded_bytes(body)
+    def decode(body: bytes, raw: bool, explain: bool, gray: np.ndarray | None = None) -> dict:
+        cost = peek_decoded_bytes(body) if gray is None else gray.nbytes
         with budget.reserve(cost):
             try:
-                return view.predict(body, raw=raw, explain=explain, max_decoded=max_decoded_bytes)
+                return view.predict(body, raw=raw, explain=explain, max_decoded=max_decoded_bytes, gray=gray)
             finally:
                 if cost > _TRIM_AFTER:
                     _trim_memory()
@@ -198,14 +200,16 @@ def create_app(
                 ) from None
         try:
             body = await read_body(request, max_body_bytes, body_timeout)
-            if is_canvas_png(body):
-                # A drawing from the page's pad: a millisecond's work, done here rather than
-                # handed to a thread and back. At most CANVAS_SIDE x CANVAS_SIDE x 4 bytes once
-                # decoded, it takes no share of the decode budget (waiting for one would stop the
-                # event loop until a thread's large photo is done).
-                result = view.predict(body, raw=raw, explain=explain, max_decoded=max_decoded_bytes)
+            # A drawing from the page's pad is decoded here (a millisecond; at most CANVAS_SIDE
+            # pixels a side, it takes no share of the decode budget: waiting for one would stop
+            # the event loop until a thread's large photo is done); a clean one is answered here
+            # too (another millisecond), rather than handed to a thread and back. Anything else
+            # may take long: a thread.
+            gray = canvas_gray(body)
+            if gray is not None and (raw or clean_background(gray) is not None):
+                result = view.predict(body, raw=raw, explain=explain, max_decoded=max_decoded_bytes, gray=gray)
             else:
-                result = await anyio.to_thread.run_sync(decode, body, raw, explain, limiter=limiter[0])
+                result = await anyio.to_thread.run_sync(decode, body, raw, explain, gray, limiter=limiter[0])
         finally:
             pending[0].release()
         return JSONResponse(result)
