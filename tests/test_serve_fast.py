@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import sys
+
+import pytest
 
 from logreg_mnist.serve import RunView
 from logreg_mnist.serve.app import bind, create_app, server_config
@@ -130,3 +133,36 @@ def test_the_ink_box_of_whole_levels_is_that_of_their_float_copy():
         a[r : r + rng.integers(1, 30), c : c + rng.integers(1, 30)] = rng.integers(0, 256)
         a[rng.integers(0, 60), rng.integers(0, 80)] = rng.integers(0, 256)
         assert ink_box(a) == ink_box(a.astype(np.float32))
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="SO_REUSEPORT spreads connections on Linux only")
+def test_each_worker_listens_on_its_own_socket_and_a_burst_of_connections_is_shared():
+    from logreg_mnist.serve.workers import worker_sockets
+
+    shared = bind("127.0.0.1", 0)
+    with shared:
+        assert worker_sockets(shared, 2) == [shared, shared]  # without SO_REUSEPORT: the one socket
+    sock = bind("127.0.0.1", 0, reuse_port=True)
+    sockets = worker_sockets(sock, 2)
+    try:
+        assert len({id(s) for s in sockets}) == 2
+        assert {s.getsockname() for s in sockets} == {sock.getsockname()}
+        clients = [socket.create_connection(sock.getsockname(), timeout=5) for _ in range(32)]
+        accepted = []
+        for s in sockets:
+            s.setblocking(False)
+            n = 0
+            while True:
+                try:
+                    conn, _ = s.accept()
+                except BlockingIOError:
+                    break
+                conn.close()
+                n += 1
+            accepted.append(n)
+        assert sum(accepted) == 32 and min(accepted) > 0, accepted  # all on one: 2 chances in 4 billion
+        for c in clients:
+            c.close()
+    finally:
+        for s in sockets:
+            s.close()

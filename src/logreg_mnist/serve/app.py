@@ -283,12 +283,18 @@ def _is_loopback(host: str) -> bool:
     return all(ipaddress.ip_address(str(info[4][0]).split("%")[0]).is_loopback for info in infos)
 
 
-def bind(host: str, port: int) -> socket.socket:
-    """A listening TCP socket on ``host``:``port`` (0: any free port); ConfigError when impossible."""
+def bind(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:
+    """A listening TCP socket on ``host``:``port`` (0: any free port); ConfigError when impossible.
+
+    ``reuse_port``: with ``SO_REUSEPORT`` where the system has it (Linux), so that several
+    workers can each listen on the address (:func:`~.workers.worker_sockets`).
+    """
     try:
         family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
         sock = socket.socket(family, kind, proto)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port and sys.platform.startswith("linux") and hasattr(socket, "SO_REUSEPORT"):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind(address)
         sock.listen(128)
     except OSError as e:
@@ -361,7 +367,7 @@ def serve(
     view = RunView(target)
     app = create_app(view, allowed_hosts=[host])
     _more_files(2 * MAX_CONNECTIONS + 256)
-    sock = bind(host, port)
+    sock = bind(host, port, reuse_port=workers > 1)
     view.warm_up()  # before the workers are forked: they share what it loads
     address = sock.getsockname()
     shown = f"[{address[0]}]" if ":" in address[0] else address[0]
