@@ -166,3 +166,13 @@ def test_each_worker_listens_on_its_own_socket_and_a_burst_of_connections_is_sha
     finally:
         for s in sockets:
             s.close()
+
+
+def test_a_port_another_server_listens_on_is_refused_even_with_so_reuseport():
+    from logreg_mnist.errors import ConfigError
+
+    with bind("127.0.0.1", 0, reuse_port=True) as first:
+        with pytest.raises(ConfigError, match="cannot listen there"):
+            bind("127.0.0.1", first.getsockname()[1], reuse_port=True)
+        with pytest.raises(ConfigError, match="cannot listen there"):
+            bind("127.0.0.1", first.getsockname()[1])

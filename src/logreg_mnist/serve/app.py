@@ -287,13 +287,19 @@ def bind(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:
     """A listening TCP socket on ``host``:``port`` (0: any free port); ConfigError when impossible.
 
     ``reuse_port``: with ``SO_REUSEPORT`` where the system has it (Linux), so that several
-    workers can each listen on the address (:func:`~.workers.worker_sockets`).
+    workers can each listen on the address (:func:`~.workers.worker_sockets`). The address is
+    first taken by a plain socket, so a port another server holds (one with ``SO_REUSEPORT``
+    too, such as another ``serve``) is refused as ever rather than shared with it.
     """
     try:
         family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
         sock = socket.socket(family, kind, proto)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         if reuse_port and sys.platform.startswith("linux") and hasattr(socket, "SO_REUSEPORT"):
+            with socket.socket(family, kind, proto) as probe:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                probe.bind(address)  # refused if the port is taken, by anyone
+                address = probe.getsockname()  # (port 0: the free port it got)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind(address)
         sock.listen(128)
