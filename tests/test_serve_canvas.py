@@ -113,4 +113,3 @@ def test_the_page_s_drawings_are_not_opened_by_the_full_way(tmp_path, monkeypatc
     assert view.predict(png_bytes(drawing("1", mode="RGBA")), explain=False) == expected
     with pytest.raises(AssertionError, match="full way"):
         view.predict(png_bytes(drawing("1"), "JPEG"))
-
