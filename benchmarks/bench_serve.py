@@ -18,7 +18,9 @@ The bodies are 280x280 RGBA PNG drawings like the page's pad sends (seeded rando
 strokes of several widths; with --photo-every N every Nth is a 1600x1200 JPEG instead).
 Every answer is checked (status 200; the same body always gets the same label).
 
-Prints, for both: answers, rate, latency percentiles (p50, p90, p99, max), errors; then
+Prints first what one drawing costs in process (CPU: decoded, prepared, the whole answer);
+for both servers: answers, rate, latency percentiles (p50, p90, p99, max), errors, and the
+server's CPU time per answer (from /proc; the machine's load average is printed too); then
 the ratio serve / bare (target >= 0.25), serve's p99 (target <= 150 ms), errors (target 0),
 and the server's resident memory (RSS of all its processes, from /proc) over the run,
 with a flat / not flat verdict: the mean of the last minute against the first (the last
@@ -33,6 +35,7 @@ import argparse
 import asyncio
 import io
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -207,6 +210,47 @@ def rss_mib(pid: int) -> float:
     return total / 1024
 
 
+def cpu_seconds(pid: int) -> float:
+    """The CPU time (user and system) of ``pid`` and its descendants so far, seconds."""
+    total = 0
+    for p in processes(pid):
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+        except (FileNotFoundError, IndexError):
+            pass
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def per_drawing(model: str, bodies: list[bytes]) -> None:
+    """What one drawing costs in this process (CPU, best of 3 passes over the bodies): its PNG
+    decoded to gray levels, those prepared as MNIST, and the whole answer (JSON included)."""
+    from logreg_mnist.images import prepare
+    from logreg_mnist.serve import RunView
+    from logreg_mnist.serve.canvas import as_image, canvas_gray
+
+    view = RunView(model)
+    view.warm_up()
+
+    def best(f, items) -> float:
+        times = []
+        for _ in range(3):
+            began = time.process_time()
+            for item in items:
+                f(item)
+            times.append((time.process_time() - began) / len(items) * 1000)
+        return min(times)
+
+    levels = [canvas_gray(b) for b in bodies]
+    decode = best(canvas_gray, bodies)
+    prepared = best(lambda g: prepare(as_image(g)), levels)
+    answer = best(lambda b: json.dumps(view.predict(b, explain=False)), bodies)
+    print(
+        f"one drawing in process (CPU ms): decoded {decode:.2f}, prepared {prepared:.2f}, whole answer {answer:.2f}",
+        flush=True,
+    )
+
+
 def start(command: list[str]) -> tuple[subprocess.Popen, int]:
     server = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
     line = server.stdout.readline()
@@ -233,9 +277,13 @@ def measure(name: str, command: list[str], path: str, bodies: list[bytes], args,
 
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
+        used = cpu_seconds(server.pid)
         result = summary(name, load, load.run(args.seconds))
+        used = cpu_seconds(server.pid) - used
         stop.set()
         sampler.join(5)
+        if load.latencies:
+            print(f"{'':<34} server CPU per answer {used / len(load.latencies) * 1000:.3f} ms", flush=True)
         return result
     finally:
         server.terminate()
@@ -289,9 +337,11 @@ def main() -> int:
             bodies = [big if i % args.photo_every == 0 else b for i, b in enumerate(bodies)]
         print(
             f"{args.clients} clients, {args.seconds:g} s each after {args.warmup:g} s of warm-up; {len(bodies)} bodies, "
-            f"{np.mean([len(b) for b in bodies]) / 1024:.1f} KiB on average",
+            f"{np.mean([len(b) for b in bodies]) / 1024:.1f} KiB on average; {os.cpu_count()} cores, "
+            f"load average {os.getloadavg()[0]:.2f}",
             flush=True,
         )
+        per_drawing(model, [b for b in bodies if b.startswith(b"\x89PNG")])
         bare = measure(
             "bare Starlette app on uvicorn", [sys.executable, __file__, "--bare-app"], "/api/predict", bodies, args
         )
@@ -307,7 +357,7 @@ def main() -> int:
     errors = served["errors"] + bare["errors"]
     print(f"ratio serve / bare: {ratio:.3f} (target >= {TARGET_RATIO})")
     print(f"serve p99 latency: {served['p99']:.1f} ms (target <= {TARGET_P99_MS:g} ms)")
-    print(f"errors: {errors} (target 0)")
+    print(f"errors: {errors} (target 0); load average now {os.getloadavg()[0]:.2f}")
     flat = memory_verdict(samples, args.seconds)
     met = ratio >= TARGET_RATIO and served["p99"] <= TARGET_P99_MS and errors == 0 and flat
     print("every target met" if met else "some target not met")

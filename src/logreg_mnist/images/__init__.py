@@ -7,7 +7,8 @@
   of at most :data:`SMALL_SIDE` pixels is analysed as it is, a larger one on a reduced copy,
   its digit then cut from the full picture;
 - :mod:`.analysis`: the paper, the ink and the digit found on gray levels (used by
-  :mod:`.pipeline`).
+  :mod:`.pipeline`);
+- :mod:`.drawing`: the short way for clean drawings (a background of one exact level).
 """
 
 from .decode import (

@@ -153,8 +153,7 @@ def _select_digit(ink: np.ndarray, threshold: float, *, neighbours: bool = True)
     labels, n = ndimage.label(ink > threshold, structure=np.ones((3, 3)))
     if n == 0:
         return np.zeros(ink.shape, dtype=bool)
-    index = np.arange(1, n + 1)
-    mass = np.asarray(ndimage.sum_labels(ink, labels, index))
+    mass = np.bincount(labels.ravel(), weights=ink.ravel(), minlength=n + 1)[1:]  # (sum_labels, faster)
     boxes = ndimage.find_objects(labels)
     # A large region touching the picture's edge is the table around the sheet, the sheet's
     # edge or a shadow, not a digit: left out unless there is nothing else.
@@ -188,7 +187,9 @@ def _select_digit(ink: np.ndarray, threshold: float, *, neighbours: bool = True)
                 top, bottom = min(top, r.start), max(bottom, r.stop)
                 left, right = min(left, c.start), max(right, c.stop)
                 changed = True
-    return np.isin(labels, np.asarray(chosen) + 1)
+    kept = np.zeros(n + 1, dtype=bool)
+    kept[np.asarray(chosen) + 1] = True
+    return kept[labels]
 
 
 def to_ink(gray: np.ndarray, paper: np.ndarray, dark: bool, noise: float) -> tuple[np.ndarray, float]:

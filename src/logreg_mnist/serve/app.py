@@ -37,6 +37,7 @@ from importlib.resources import files
 from typing import TextIO
 
 import anyio
+import numpy as np
 import uvicorn
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -46,6 +47,8 @@ from starlette.routing import Route
 
 from ..errors import ConfigError, LogregMnistError, NotAnImageError
 from ..images import FORMATS, peek_decoded_bytes
+from ..images.drawing import clean_background
+from .canvas import canvas_gray
 from .guard import MemoryBudget, RequestGuard, guarded_protocol
 from .mistakes import MAX_LIMIT, Mistakes
 from .run_view import RunView
@@ -150,11 +153,11 @@ def create_app(
 
     mistakes = Mistakes(view.path, view.model)
 
-    def decode(body: bytes, raw: bool, explain: bool) -> dict:
-        cost = peek_decoded_bytes(body)
+    def decode(body: bytes, raw: bool, explain: bool, gray: np.ndarray | None = None) -> dict:
+        cost = peek_decoded_bytes(body) if gray is None else gray.nbytes
         with budget.reserve(cost):
             try:
-                return view.predict(body, raw=raw, explain=explain, max_decoded=max_decoded_bytes)
+                return view.predict(body, raw=raw, explain=explain, max_decoded=max_decoded_bytes, gray=gray)
             finally:
                 if cost > _TRIM_AFTER:
                     _trim_memory()
@@ -184,17 +187,29 @@ def create_app(
         if not limiter:
             limiter.append(anyio.CapacityLimiter(image_workers))
             pending.append(anyio.CapacityLimiter(max_pending))
-        with anyio.move_on_after(QUEUE_SECONDS) as waited:
-            await pending[0].acquire()
-        if waited.cancelled_caught:
-            raise HTTPException(
-                503,
-                f"the server is busy: {max_pending} images are waiting; try again in a moment",
-                {"Retry-After": "1"},
-            )
+        try:
+            pending[0].acquire_nowait()  # (the common case: no wait, no timer)
+        except anyio.WouldBlock:
+            with anyio.move_on_after(QUEUE_SECONDS) as waited:
+                await pending[0].acquire()
+            if waited.cancelled_caught:
+                raise HTTPException(
+                    503,
+                    f"the server is busy: {max_pending} images are waiting; try again in a moment",
+                    {"Retry-After": "1"},
+                ) from None
         try:
             body = await read_body(request, max_body_bytes, body_timeout)
-            result = await anyio.to_thread.run_sync(decode, body, raw, explain, limiter=limiter[0])
+            # A drawing from the page's pad is decoded here (a millisecond; at most CANVAS_SIDE
+            # pixels a side, it takes no share of the decode budget: waiting for one would stop
+            # the event loop until a thread's large photo is done); a clean one is answered here
+            # too (another millisecond), rather than handed to a thread and back. Anything else
+            # may take long: a thread.
+            gray = canvas_gray(body)
+            if gray is not None and (raw or clean_background(gray) is not None):
+                result = view.predict(body, raw=raw, explain=explain, max_decoded=max_decoded_bytes, gray=gray)
+            else:
+                result = await anyio.to_thread.run_sync(decode, body, raw, explain, gray, limiter=limiter[0])
         finally:
             pending[0].release()
         return JSONResponse(result)
@@ -268,12 +283,24 @@ def _is_loopback(host: str) -> bool:
     return all(ipaddress.ip_address(str(info[4][0]).split("%")[0]).is_loopback for info in infos)
 
 
-def bind(host: str, port: int) -> socket.socket:
-    """A listening TCP socket on ``host``:``port`` (0: any free port); ConfigError when impossible."""
+def bind(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:
+    """A listening TCP socket on ``host``:``port`` (0: any free port); ConfigError when impossible.
+
+    ``reuse_port``: with ``SO_REUSEPORT`` where the system has it (Linux), so that several
+    workers can each listen on the address (:func:`~.workers.worker_sockets`). The address is
+    first taken by a plain socket, so a port another server holds (one with ``SO_REUSEPORT``
+    too, such as another ``serve``) is refused as ever rather than shared with it.
+    """
     try:
         family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
         sock = socket.socket(family, kind, proto)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port and sys.platform.startswith("linux") and hasattr(socket, "SO_REUSEPORT"):
+            with socket.socket(family, kind, proto) as probe:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                probe.bind(address)  # refused if the port is taken, by anyone
+                address = probe.getsockname()  # (port 0: the free port it got)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind(address)
         sock.listen(128)
     except OSError as e:
@@ -346,7 +373,7 @@ def serve(
     view = RunView(target)
     app = create_app(view, allowed_hosts=[host])
     _more_files(2 * MAX_CONNECTIONS + 256)
-    sock = bind(host, port)
+    sock = bind(host, port, reuse_port=workers > 1)
     view.warm_up()  # before the workers are forked: they share what it loads
     address = sock.getsockname()
     shown = f"[{address[0]}]" if ":" in address[0] else address[0]

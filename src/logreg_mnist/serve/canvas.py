@@ -11,10 +11,10 @@ What the short way leaves out is what cannot change such a file's pixels:
   (no ``acTL`` chunk: not an animation);
 - the EXIF orientation: only the chunks in :data:`_KEPT_CHUNKS` are accepted, none of
   which holds EXIF data (``eXIf`` and the text chunks that may carry it are not);
-- a second conversion to gray levels: the gray levels are taken once, with the
-  pipeline's own :func:`~logreg_mnist.images.to_gray`, and handed to
-  :func:`~logreg_mnist.images.prepare` as an 8-bit gray image (they are whole numbers
-  0-255 for these modes, so nothing is rounded).
+- a second conversion to gray levels: the gray levels are taken once, as the pipeline's
+  own :func:`~logreg_mnist.images.to_gray` gives them (whole numbers 0-255 for these
+  modes, kept as 8-bit levels), and handed to :func:`~logreg_mnist.images.prepare` as an
+  8-bit gray image.
 
 The decoding itself (Pillow's PNG decoder) and the whole analysis of
 :func:`~logreg_mnist.images.prepare` are the same code as for any other image, so a
@@ -31,7 +31,7 @@ import zlib
 import numpy as np
 from PIL import Image
 
-from ..images import to_gray
+from ..images.drawing import gray_levels
 
 CANVAS_SIDE = 320  # the longest side taken the short way (the page's pad is 280)
 _SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -70,8 +70,8 @@ def is_canvas_png(data: bytes) -> bool:
 
 
 def canvas_gray(data: bytes) -> np.ndarray | None:
-    """The gray levels (float32 (h, w), 0-255, as :func:`~logreg_mnist.images.to_gray` gives them)
-    of a drawing from the page's pad; None for any other body, and for a drawing that does not
+    """The gray levels (uint8 (h, w), 0-255, those of :func:`~logreg_mnist.images.to_gray`) of a
+    drawing from the page's pad; None for any other body, and for a drawing that does not
     decode (the full path then names the fault)."""
     if not is_canvas_png(data):
         return None
@@ -82,10 +82,10 @@ def canvas_gray(data: bytes) -> np.ndarray | None:
         return None
     if image.mode != _COLOUR_TYPES[data[25]]:
         return None
-    return to_gray(image)
+    return gray_levels(image)
 
 
 def as_image(gray: np.ndarray) -> Image.Image:
-    """Gray levels of whole numbers 0-255 as an 8-bit gray image, which :func:`~logreg_mnist.images.to_gray`
-    turns back into the same array."""
-    return Image.fromarray(gray.astype(np.uint8), mode="L")
+    """Gray levels (uint8) as an 8-bit gray image, which :func:`~logreg_mnist.images.to_gray`
+    turns back into the same levels."""
+    return Image.fromarray(np.asarray(gray, dtype=np.uint8), mode="L")

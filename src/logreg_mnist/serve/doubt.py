@@ -16,6 +16,8 @@ The first that applies is reported, in that order.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from ..data.pixels import SIDE
@@ -31,7 +33,7 @@ def thresholds() -> dict[str, float | int]:
 
 
 def ink_box(gray: np.ndarray) -> tuple[float, float] | None:
-    """The (height, width) of the ink in ``gray`` (float (h, w), 0-255), in pixels of the picture
+    """The (height, width) of the ink in ``gray`` (float or uint8 (h, w), 0-255), in pixels of the picture
     scaled to 28 across its longer side; None when nothing differs from the background.
 
     The background is the picture's median level (a drawing is mostly background; measured on
@@ -40,8 +42,14 @@ def ink_box(gray: np.ndarray) -> tuple[float, float] | None:
     """
     if gray.size == 0:
         return None
-    ink = np.abs(gray - np.median(gray[::4, ::4])) >= INK_CONTRAST
-    rows, cols = np.nonzero(ink.any(axis=1))[0], np.nonzero(ink.any(axis=0))[0]
+    level = float(np.median(gray[::4, ::4]))
+    if gray.dtype == np.uint8:  # the same test on whole levels, from the rows' and columns' extremes
+        low, high = math.floor(level - INK_CONTRAST), math.ceil(level + INK_CONTRAST)
+        rows = np.nonzero((gray.min(axis=1) <= low) | (gray.max(axis=1) >= high))[0]
+        cols = np.nonzero((gray.min(axis=0) <= low) | (gray.max(axis=0) >= high))[0]
+    else:
+        ink = np.abs(gray - level) >= INK_CONTRAST
+        rows, cols = np.nonzero(ink.any(axis=1))[0], np.nonzero(ink.any(axis=0))[0]
     if len(rows) == 0:
         return None
     scale = SIDE / max(gray.shape)

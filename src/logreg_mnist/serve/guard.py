@@ -12,7 +12,8 @@ browser send requests to it. So:
 - :func:`guarded_protocol` (uvicorn's HTTP/1.1 protocol, subclassed) closes a connection
   that has not delivered a whole request head within ``header_timeout`` seconds (a
   slow-loris client, or one that sends nothing), and answers every connection past
-  ``max_connections`` with a JSON 503 instead of the app.
+  ``max_connections`` with a JSON 503 instead of the app. Its writes made in one turn of
+  the event loop leave as one (an answer's head and body: one system call, one packet).
 - :class:`MemoryBudget` bounds the bytes of images decoded at once: a request waits for
   its share instead of every request decoding at the same time.
 
@@ -167,6 +168,39 @@ def busy_app(max_connections: int) -> Any:
     return app
 
 
+class _Coalescing:
+    """A transport whose writes made in one turn of the event loop leave as one ``send``: an
+    answer's head and body in one packet (one system call, one wake-up of the client)."""
+
+    def __init__(self, transport: Any, loop: Any):
+        self._transport = transport
+        self._loop = loop
+        self._pending: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        if not self._pending:
+            self._loop.call_soon(self._flush)
+        self._pending.append(data)
+
+    def _flush(self) -> None:
+        if self._pending:
+            data = b"".join(self._pending)
+            self._pending.clear()
+            if not self._transport.is_closing():
+                self._transport.write(data)
+
+    def close(self) -> None:
+        self._flush()
+        self._transport.close()
+
+    def abort(self) -> None:
+        self._pending.clear()
+        self._transport.abort()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+
 def guarded_protocol(header_timeout: float, max_connections: int) -> type[H11Protocol]:
     """uvicorn's h11 protocol with a deadline for each request head and a JSON 503 past
     ``max_connections`` (twice that many: closed at once, unanswered)."""
@@ -177,6 +211,7 @@ def guarded_protocol(header_timeout: float, max_connections: int) -> type[H11Pro
 
         def connection_made(self, transport: Any) -> None:
             super().connection_made(transport)
+            self.transport = _Coalescing(transport, self.loop)  # type: ignore[assignment]
             if len(self.connections) > 2 * max_connections:
                 transport.abort()
                 return

@@ -243,17 +243,20 @@ class RunView:
             "W": float32_base64(model.W),
         }
 
-    def prepare(self, data: bytes, *, raw: bool = False, max_decoded: int | None = None) -> tuple[Prepared, np.ndarray]:
+    def prepare(
+        self, data: bytes, *, raw: bool = False, max_decoded: int | None = None, gray: np.ndarray | None = None
+    ) -> tuple[Prepared, np.ndarray]:
         """The image in ``data`` (file bytes) as the model's input, and its gray levels (for
         :func:`.doubt.ink_box`; those of a copy at most ``WORK_SIDE`` pixels across for a larger image).
 
-        A drawing from the page's pad takes the short way of :mod:`.canvas` (the same ``prepared``).
+        A drawing from the page's pad takes the short way of :mod:`.canvas` (the same ``prepared``);
+        ``gray``: its gray levels when :func:`.canvas.canvas_gray` has already decoded them.
 
         Raises:
             DataError: the bytes are not an image the pipeline accepts, or it would take more
                 than ``max_decoded`` bytes once decoded (default: the CLI's limit).
         """
-        gray = canvas_gray(data)
+        gray = canvas_gray(data) if gray is None else gray
         if gray is not None:
             return prepare(as_image(gray), raw=raw), gray
         limits = {} if max_decoded is None else {"max_decoded": max_decoded}
@@ -267,7 +270,13 @@ class RunView:
         return prepared, to_gray(image)
 
     def predict(
-        self, data: bytes, *, raw: bool = False, explain: bool = True, max_decoded: int | None = None
+        self,
+        data: bytes,
+        *,
+        raw: bool = False,
+        explain: bool = True,
+        max_decoded: int | None = None,
+        gray: np.ndarray | None = None,
     ) -> dict[str, Any]:
         """Prepare an image (file bytes) as MNIST and give the model's answer.
 
@@ -278,9 +287,9 @@ class RunView:
             biases, limit (their shared colour scale)}.
 
         Raises:
-            DataError: as :meth:`prepare`.
+            DataError: as :meth:`prepare` (``gray`` as there).
         """
-        prepared, gray = self.prepare(data, raw=raw, max_decoded=max_decoded)
+        prepared, gray = self.prepare(data, raw=raw, max_decoded=max_decoded, gray=gray)
         probs = self.model.p_y_given_x(features(prepared.pixels))[0]
         order = np.argsort(-probs, kind="stable")  # order[0] is argmax: the first of equals
         label = int(order[0])

@@ -1,9 +1,12 @@
 """Several server processes answering on one listening socket, for a classroom on one machine.
 
-Preparing a drawing takes a few tens of milliseconds of one core, in Python and NumPy, so
-one process answers a few dozen drawings a second whatever its threads. ``serve --workers N``
+Answering a drawing takes a few milliseconds of one core, in Python and NumPy (decoding its
+PNG, preparing it, the web server's own work), so one process answers a few hundred drawings
+a second whatever its threads. ``serve --workers N``
 binds the socket once, loads the run once, then forks ``N`` processes that each run the
-same app on that socket (the kernel hands each new connection to one of them). Each
+same app on the port: on Linux each on a listening socket of its own (``SO_REUSEPORT``:
+the kernel spreads new connections evenly among them, :func:`worker_sockets`), elsewhere
+all on the one socket (each new connection goes to whichever accepts it first). Each
 worker has its own guard and limits (connections, uploads waiting, images decoded at
 once, their memory), as a single server has. Forking needs a POSIX system; elsewhere one
 process serves.
@@ -72,6 +75,32 @@ def _die_with_parent() -> None:
         libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):
         pass
+
+
+def worker_sockets(sock: socket.socket, n: int) -> list[socket.socket]:
+    """A listening socket for each of ``n`` workers: ``sock`` and, where it has ``SO_REUSEPORT``
+    (Linux), ``n - 1`` more on its address, among which the kernel spreads new connections
+    evenly. One socket shared by all goes to whichever worker wakes first, and a burst (a
+    class opening the page at once) may all land on one while the others idle. Elsewhere,
+    or if the others cannot be made: ``sock`` for every worker."""
+    if n == 1 or not sys.platform.startswith("linux") or not hasattr(socket, "SO_REUSEPORT"):
+        return [sock] * n
+    if not sock.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT):
+        return [sock] * n
+    more: list[socket.socket] = []
+    try:
+        for _ in range(n - 1):
+            extra = socket.socket(sock.family, sock.type, sock.proto)
+            more.append(extra)
+            extra.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            extra.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            extra.bind(sock.getsockname())
+            extra.listen(128)
+    except OSError:
+        for extra in more:
+            extra.close()
+        return [sock] * n
+    return [sock, *more]
 
 
 def _start(run: Callable[[socket.socket], None], sock: socket.socket) -> int:
@@ -147,15 +176,19 @@ def run_workers(run: Callable[[socket.socket], None], sock: socket.socket, n: in
     sys.stdout.flush()
     sys.stderr.flush()
     pids: set[int] = set()
+    sockets = worker_sockets(sock, n)
     previous = signal.signal(signal.SIGTERM, lambda signum, frame: signal.default_int_handler(signum, frame))
     try:
         try:
             signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)  # the workers unblock them in Server
             try:
-                for _ in range(n):
-                    pids.add(_start(run, sock))
+                for listening in sockets:
+                    pids.add(_start(run, listening))
             finally:
                 signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
+                for listening in sockets[1:]:
+                    if listening is not sock:
+                        listening.close()  # the worker holds its own
             pid, status = os.wait()  # the first to stop on its own stops the others
         except BaseException:
             _stop(pids)
