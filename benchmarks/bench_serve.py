@@ -3,7 +3,7 @@
     python benchmarks/bench_serve.py [--model RUN_OR_MODEL] [--clients 32] [--seconds 60]
                                      [--workers N] [--photo-every N]
     python benchmarks/bench_serve.py --seconds 10      # a quick check
-    python benchmarks/bench_serve.py --seconds 600     # the 10-minute soak: is memory flat?
+    python benchmarks/bench_serve.py --seconds 600 --bare-seconds 60   # the 10-minute soak: is memory flat?
 
 Each server is started as its own process, warmed up, then loaded by --clients clients for
 --seconds, each posting the next body as soon as it has its answer (keep-alive
@@ -261,7 +261,9 @@ def start(command: list[str]) -> tuple[subprocess.Popen, int]:
     return server, int(line.split(" at http://")[1].split("/")[0].rsplit(":", 1)[1])
 
 
-def measure(name: str, command: list[str], path: str, bodies: list[bytes], args, rss: list | None = None) -> dict:
+def measure(
+    name: str, command: list[str], path: str, bodies: list[bytes], args, rss: list | None = None, seconds: float | None = None
+) -> dict:
     server, port = start(command)
     try:
         time.sleep(1.0)  # the workers start
@@ -278,7 +280,7 @@ def measure(name: str, command: list[str], path: str, bodies: list[bytes], args,
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
         used = cpu_seconds(server.pid)
-        result = summary(name, load, load.run(args.seconds))
+        result = summary(name, load, load.run(args.seconds if seconds is None else seconds))
         used = cpu_seconds(server.pid) - used
         stop.set()
         sampler.join(5)
@@ -318,6 +320,9 @@ def main() -> int:
         "--workers", type=int, default=None, help="serve --workers (default: a classroom's, one per core up to 8)"
     )
     parser.add_argument("--photo-every", type=int, default=0, help="every Nth body a 1600x1200 JPEG (0: none)")
+    parser.add_argument(
+        "--bare-seconds", type=float, default=None, help="the bare app's measurement (default: --seconds)"
+    )
     parser.add_argument("--bare-app", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.bare_app:
@@ -343,7 +348,12 @@ def main() -> int:
         )
         per_drawing(model, [b for b in bodies if b.startswith(b"\x89PNG")])
         bare = measure(
-            "bare Starlette app on uvicorn", [sys.executable, __file__, "--bare-app"], "/api/predict", bodies, args
+            "bare Starlette app on uvicorn",
+            [sys.executable, __file__, "--bare-app"],
+            "/api/predict",
+            bodies,
+            args,
+            seconds=args.bare_seconds,
         )
         from logreg_mnist.serve.workers import default_workers
 
