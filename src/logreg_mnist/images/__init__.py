@@ -22,7 +22,17 @@ from .decode import (
     peek_decoded_bytes,
     to_gray,
 )
-from .pipeline import ANALYSIS_SIDE, BOX, DIGIT_SIDE, MIN_DIGIT, SMALL_SIDE, Prepared, looks_like_mnist, prepare
+from .pipeline import (
+    ANALYSIS_SIDE,
+    BOX,
+    DIGIT_SIDE,
+    MIN_DIGIT,
+    SMALL_SIDE,
+    Prepared,
+    looks_like_mnist,
+    prepare,
+    prepare_levels,
+)
 
 __all__ = [
     "ANALYSIS_SIDE",
@@ -41,5 +51,6 @@ __all__ = [
     "open_image",
     "peek_decoded_bytes",
     "prepare",
+    "prepare_levels",
     "to_gray",
 ]

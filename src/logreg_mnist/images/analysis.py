@@ -213,7 +213,9 @@ def stroke_width(mask: np.ndarray) -> float:
     if len(rows) == 0:
         return 0.0
     mask = mask[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
-    dist = ndimage.distance_transform_edt(np.pad(mask, 1))[1:-1, 1:-1]
+    framed = np.zeros((mask.shape[0] + 2, mask.shape[1] + 2), dtype=bool)  # paper all around
+    framed[1:-1, 1:-1] = mask
+    dist = ndimage.distance_transform_edt(framed)[1:-1, 1:-1]
     return float(2 * dist[mask].mean())
 
 

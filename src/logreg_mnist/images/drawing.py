@@ -81,6 +81,12 @@ def clean_background(a: np.ndarray) -> int | None:
     """The background level of a clean drawing ``a`` (uint8 (h, w)): the border's most common
     level, when at least half the pixels are at it and every other one on one side of it; else
     None (see the module's docstring)."""
+    found = _clean_levels(a)
+    return None if found is None else found[0]
+
+
+def _clean_levels(a: np.ndarray) -> tuple[int, int, int] | None:
+    """:func:`clean_background`, and the picture's lowest and highest levels."""
     if min(a.shape) < 2:
         return None
     ring = np.concatenate([a[0], a[-1], a[:, 0], a[:, -1]])
@@ -88,7 +94,7 @@ def clean_background(a: np.ndarray) -> int | None:
     low, high = int(a.min()), int(a.max())
     if (low != background and high != background) or 2 * np.count_nonzero(a == background) < a.size:
         return None
-    return background
+    return background, low, high
 
 
 def find_drawn_digit(a: np.ndarray) -> tuple[Found, int] | None:
@@ -98,11 +104,11 @@ def find_drawn_digit(a: np.ndarray) -> tuple[Found, int] | None:
     module's docstring)."""
     from scipy import ndimage
 
-    background = clean_background(a)
-    if background is None:
+    found = _clean_levels(a)
+    if found is None:
         return None
+    background, low, high = found
     h, w = a.shape
-    low, high = int(a.min()), int(a.max())
     dark = high == background and low < background
     if high - low < 8:  # as find_digit: no contrast, nothing drawn
         return Found(None, False), 1

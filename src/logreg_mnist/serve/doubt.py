@@ -32,6 +32,16 @@ def thresholds() -> dict[str, float | int]:
     return {"min_confidence": MIN_CONFIDENCE, "min_ink_box": MIN_INK_BOX}
 
 
+def _median(a: np.ndarray) -> float:
+    """``np.median(a)``, by one partition (without np.median's checks, a third of its time on a drawing's sample)."""
+    values = a.ravel()
+    n = values.size
+    k = n // 2
+    if n % 2:
+        return float(np.partition(values, k)[k])
+    return float(np.mean(np.partition(values, [k - 1, k])[k - 1 : k + 1]))  # (as np.median: in a's precision)
+
+
 def ink_box(gray: np.ndarray) -> tuple[float, float] | None:
     """The (height, width) of the ink in ``gray`` (float or uint8 (h, w), 0-255), in pixels of the picture
     scaled to 28 across its longer side; None when nothing differs from the background.
@@ -42,14 +52,15 @@ def ink_box(gray: np.ndarray) -> tuple[float, float] | None:
     """
     if gray.size == 0:
         return None
-    level = float(np.median(gray[::4, ::4]))
-    if gray.dtype == np.uint8:  # the same test on whole levels, from the rows' and columns' extremes
+    level = _median(gray[::4, ::4])
+    if gray.dtype == np.uint8:  # the same test on whole levels, each side only where a level can reach it
         low, high = math.floor(level - INK_CONTRAST), math.ceil(level + INK_CONTRAST)
-        rows = np.nonzero((gray.min(axis=1) <= low) | (gray.max(axis=1) >= high))[0]
-        cols = np.nonzero((gray.min(axis=0) <= low) | (gray.max(axis=0) >= high))[0]
+        ink = gray <= low if low >= 0 else np.zeros(gray.shape, dtype=bool)
+        if high <= 255:
+            ink |= gray >= high
     else:
         ink = np.abs(gray - level) >= INK_CONTRAST
-        rows, cols = np.nonzero(ink.any(axis=1))[0], np.nonzero(ink.any(axis=0))[0]
+    rows, cols = np.nonzero(ink.any(axis=1))[0], np.nonzero(ink.any(axis=0))[0]
     if len(rows) == 0:
         return None
     scale = SIDE / max(gray.shape)

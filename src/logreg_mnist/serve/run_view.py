@@ -29,10 +29,10 @@ from .. import persistence
 from ..config import SETTINGS, settings_in_use
 from ..data.pixels import PIXEL_SCALE, SIDE
 from ..errors import ModelFileError
-from ..images import WORK_SIDE, Prepared, open_image, prepare, to_gray
+from ..images import WORK_SIDE, Prepared, open_image, prepare, prepare_levels, to_gray
 from ..model import LogisticRegression
 from ..run import class_names_for
-from .canvas import as_image, canvas_gray
+from .canvas import canvas_gray
 from .doubt import doubt, ink_box, thresholds
 
 _SNAPSHOT_NAME = re.compile(r"epoch-(\d+)\.safetensors")
@@ -258,7 +258,7 @@ class RunView:
         """
         gray = canvas_gray(data) if gray is None else gray
         if gray is not None:
-            return prepare(as_image(gray), raw=raw), gray
+            return prepare_levels(gray, raw=raw), gray
         limits = {} if max_decoded is None else {"max_decoded": max_decoded}
         image = open_image(data, name="the request body", **limits)
         prepared = prepare(image, raw=raw)
