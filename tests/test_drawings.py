@@ -129,3 +129,37 @@ def test_bench_like_drawings_agree_with_the_full_analysis(monkeypatch):
         assert (short.blank, short.inverted) == (full.blank, full.inverted) == (False, True)
         agree.append(np.corrcoef(short.pixels.ravel().astype(float), full.pixels.ravel().astype(float))[0, 1])
     assert np.median(agree) > 0.95 and min(agree) > 0.7, np.round(agree, 3)
+
+
+def test_thin_strokes_grow_exactly_as_by_scipy_s_dilation():
+    from scipy import ndimage
+
+    rng = np.random.default_rng(31)
+    for k in range(400):
+        h, w = (int(v) for v in rng.integers(1, 50, size=2))
+        radius = int(rng.integers(1, 5))
+        digit = (rng.random((h, w)) * 255).astype(np.float32 if k % 4 else np.float64)
+        digit[rng.random((h, w)) < 0.6] = 0
+        disk = np.hypot(*np.mgrid[-radius : radius + 1, -radius : radius + 1]) <= radius
+        expected = ndimage.grey_dilation(np.pad(digit, radius), footprint=disk)
+        grown = pipeline._grown(digit, radius)
+        assert grown.dtype == expected.dtype and np.array_equal(grown, expected), (h, w, radius)
+
+
+def test_levels_are_prepared_as_their_gray_image_is():
+    rng = np.random.default_rng(32)
+    kinds = set()
+    for k in range(40):
+        side = int(rng.choice([28, 100, 280, 320, 400]))
+        im = Image.new("L", (side, side), int(rng.choice([0, 255, 200])))
+        d = ImageDraw.Draw(im)
+        d.line([tuple(p) for p in rng.integers(0, side, size=(4, 2)).tolist()], fill=int(rng.integers(0, 256)),
+               width=int(rng.integers(1, max(2, side // 8))))
+        if k % 5 == 0:
+            im = im.filter(ImageFilter.GaussianBlur(2))  # not a clean drawing: the full analysis
+        levels = np.asarray(im)
+        for raw in (False, True) if side == 28 else (False,):
+            a, b = pipeline.prepare_levels(levels, raw=raw), prepare(im, raw=raw)
+            assert np.array_equal(a.pixels, b.pixels) and (a.blank, a.inverted) == (b.blank, b.inverted)
+            kinds.add((side, a.blank))
+    assert {s for s, _ in kinds} == {28, 100, 280, 320, 400}

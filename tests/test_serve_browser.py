@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import io
 import json
 import math
 import os
@@ -25,6 +26,10 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
+from PIL import Image
+
+from logreg_mnist.images.drawing import gray_levels
+from logreg_mnist.serve import canvas
 
 from .serve_run import drawing, make_run, png_bytes
 
@@ -158,8 +163,15 @@ def test_the_answer_shown_is_the_servers_for_the_final_drawing(page, served):
     assert _text(page, "label") == "1"
     # The page shows what the API answers for the canvas as it is after the release: the same
     # prepared input, and probabilities computed by the page from the weights equal the server's.
-    answer = httpx.post(url + "api/predict?explain=0", content=_canvas_png(page)).json()
+    png = _canvas_png(page)
+    answer = httpx.post(url + "api/predict?explain=0", content=png).json()
     shown = _shown(page)
+    # The pad's PNG, as this Chromium encodes it, takes the server's short way (rows filtered "Up",
+    # opaque gray pixels), and that reads Pillow's levels.
+    rows = canvas._inflated_rows(png)
+    assert rows is not None and set(rows[:, 0].tolist()) <= {0, 2}
+    fast = canvas._opaque_gray(rows)
+    assert fast is not None and np.array_equal(fast, gray_levels(Image.open(io.BytesIO(png))))
     assert shown["pixels"] == [v for row in answer["prepared"] for v in row]
     assert np.abs(np.array(shown["p"]) - answer["probabilities"]).max() < 1e-4
     assert f"{100 * answer['probabilities'][1]:.1f}" in _text(page, "answer")

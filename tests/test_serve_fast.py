@@ -176,3 +176,81 @@ def test_a_port_another_server_listens_on_is_refused_even_with_so_reuseport():
             bind("127.0.0.1", first.getsockname()[1], reuse_port=True)
         with pytest.raises(ConfigError, match="cannot listen there"):
             bind("127.0.0.1", first.getsockname()[1])
+
+
+def test_the_ink_box_is_its_definition_on_every_background():
+    import math
+
+    import numpy as np
+
+    from logreg_mnist.serve.doubt import INK_CONTRAST, SIDE, _median, ink_box
+
+    def reference(gray):  # the definition: median of every 4th row and column; ink at least INK_CONTRAST away
+        level = float(np.median(gray[::4, ::4]))
+        ink = np.abs(gray.astype(np.float64) - level) >= INK_CONTRAST
+        rows, cols = np.nonzero(ink.any(axis=1))[0], np.nonzero(ink.any(axis=0))[0]
+        if len(rows) == 0:
+            return None
+        scale = SIDE / max(gray.shape)
+        return (rows[-1] - rows[0] + 1) * scale, (cols[-1] - cols[0] + 1) * scale
+
+    rng = np.random.default_rng(5)
+    found = set()
+    for _ in range(300):
+        h, w = (int(v) for v in rng.integers(1, 70, size=2))
+        paper = int(rng.choice([0, 10, 63, 64, 128, 191, 192, 250, 255]))
+        a = np.full((h, w), paper, np.uint8)
+        for _ in range(int(rng.integers(0, 4))):
+            r, c = int(rng.integers(h)), int(rng.integers(w))
+            a[r : r + int(rng.integers(1, 20)), c : c + int(rng.integers(1, 20))] = rng.integers(0, 256)
+        expected = reference(a)
+        assert ink_box(a) == expected
+        found.add(expected is None)
+    assert found == {True, False}
+    for n in range(1, 40):  # the median: np.median's, in the array's precision
+        for dtype in (np.uint8, np.float32):
+            sample = (rng.random(n) * 255).astype(dtype)
+            assert _median(sample) == float(np.median(sample)) and not math.isnan(_median(sample))
+
+
+def test_an_answer_is_written_as_starlette_s_json_response_would(tmp_path):
+    import json
+
+    from starlette.responses import JSONResponse
+
+    from logreg_mnist.serve.app import answer_json
+
+    from .serve_run import drawing, make_run, png_bytes
+
+    view = RunView(make_run(tmp_path / "run"))
+    for kind in ("0", "1"):
+        for explain in (False, True):
+            answer = view.predict(png_bytes(drawing(kind, mode="RGBA")), explain=explain)
+            assert json.loads(answer_json(answer)) == json.loads(JSONResponse(answer).body)
+    assert answer_json({"prepared": [[0, 1], [255, 7]]}) == b'{"prepared":[[0,1],[255,7]]}'
+    assert answer_json({"label": 3}) == b'{"label":3}'
+
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc thresholds")
+def test_serve_keeps_an_answer_s_arrays_memory_for_the_next():
+    """An answer's arrays (a 280x280 drawing's levels and their copies) no longer cost fresh pages from
+    the OS every time: page faults over 100 answers' worth of allocations, before and after."""
+    import subprocess
+
+    code = """
+import resource, numpy as np
+from logreg_mnist.serve.app import steady_malloc
+def faults():
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for _ in range(100):
+        arrays = [np.ones(313_600, np.uint8) for _ in range(6)] + [np.ones(1_254_400, np.uint8)]
+        del arrays
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+faults(); plain = faults()
+steady_malloc(); faults(); steady = faults()
+print(plain, steady)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    plain, steady = (int(v) for v in out.split())
+    assert plain > 10_000 and steady < plain / 20, (plain, steady)
