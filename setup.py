@@ -60,9 +60,9 @@ class OptionalOpenMPBuildExt(build_ext):
 extra = ["-O3", "-std=c11", "-ffp-contract=fast"] if os.name != "nt" else ["/O2"]
 setup(
     ext_modules=[
-        Extension("logreg_mnist.engines._fused", SOURCES, depends=HEADERS, extra_compile_args=extra, optional=True),
+        Extension("logreg_mnist.engines._fused", SOURCES, depends=HEADERS, extra_compile_args=list(extra), optional=True),
         Extension(
-            "logreg_mnist.serve._canvas", ["src/logreg_mnist/serve/_canvas.c"], extra_compile_args=extra, optional=True
+            "logreg_mnist.serve._canvas", ["src/logreg_mnist/serve/_canvas.c"], extra_compile_args=list(extra), optional=True
         ),
     ],
     cmdclass={"build_ext": OptionalOpenMPBuildExt},

@@ -318,7 +318,13 @@ def start(command: list[str]) -> tuple[subprocess.Popen, int]:
 
 
 def measure(
-    name: str, command: list[str], path: str, bodies: list[bytes], args, rss: list | None = None, seconds: float | None = None
+    name: str,
+    command: list[str],
+    path: str,
+    bodies: list[bytes],
+    args,
+    rss: list | None = None,
+    seconds: float | None = None,
 ) -> dict:
     server, port = start(command)
     try:
@@ -385,10 +391,17 @@ def main() -> int:
         "--bare-seconds", type=float, default=None, help="the bare app's measurement (default: --seconds)"
     )
     parser.add_argument(
-        "--pillow-drawings", action="store_true", help="drawings made by Pillow (default: by headless Chromium's canvas)"
+        "--pillow-drawings",
+        action="store_true",
+        help="drawings made by Pillow (default: by headless Chromium's canvas)",
     )
     parser.add_argument("--bare-app", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.rounds < 1 or args.seconds <= 0 or args.clients < 1:
+        parser.error(
+            f"expected --rounds >= 1, --seconds > 0 and --clients >= 1, found {args.rounds}, "
+            f"{args.seconds:g} and {args.clients}"
+        )
     if args.bare_app:
         return bare_app()
 
@@ -438,8 +451,11 @@ def main() -> int:
             flat = memory_verdict(samples, args.seconds) and flat
     ratio = float(np.median(ratios))
     if args.rounds > 1:
-        print(f"ratio serve / bare, median of {args.rounds} rounds: {ratio:.3f} (rounds: "
-              + ", ".join(f"{r:.3f}" for r in ratios) + f"; target >= {TARGET_RATIO})")
+        print(
+            f"ratio serve / bare, median of {args.rounds} rounds: {ratio:.3f} (rounds: "
+            + ", ".join(f"{r:.3f}" for r in ratios)
+            + f"; target >= {TARGET_RATIO})"
+        )
     else:
         print(f"ratio serve / bare: {ratio:.3f} (target >= {TARGET_RATIO})")
     print(f"serve p99 latency: {max(p99s):.1f} ms, the worst round (target <= {TARGET_P99_MS:g} ms)")

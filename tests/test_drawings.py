@@ -153,8 +153,11 @@ def test_levels_are_prepared_as_their_gray_image_is():
         side = int(rng.choice([28, 100, 280, 320, 400]))
         im = Image.new("L", (side, side), int(rng.choice([0, 255, 200])))
         d = ImageDraw.Draw(im)
-        d.line([tuple(p) for p in rng.integers(0, side, size=(4, 2)).tolist()], fill=int(rng.integers(0, 256)),
-               width=int(rng.integers(1, max(2, side // 8))))
+        d.line(
+            [tuple(p) for p in rng.integers(0, side, size=(4, 2)).tolist()],
+            fill=int(rng.integers(0, 256)),
+            width=int(rng.integers(1, max(2, side // 8))),
+        )
         if k % 5 == 0:
             im = im.filter(ImageFilter.GaussianBlur(2))  # not a clean drawing: the full analysis
         levels = np.asarray(im)

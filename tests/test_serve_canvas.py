@@ -40,8 +40,12 @@ def random_drawing(rng: np.random.Generator) -> Image.Image:
     width = int(rng.integers(1, max(2, side // 6)))
     if kind == "strokes":
         for _ in range(int(rng.integers(1, 4))):
-            d.line([tuple(p) for p in rng.integers(0, side, size=(int(rng.integers(2, 7)), 2)).tolist()],
-                   fill=fill, width=width, joint="curve")
+            d.line(
+                [tuple(p) for p in rng.integers(0, side, size=(int(rng.integers(2, 7)), 2)).tolist()],
+                fill=fill,
+                width=width,
+                joint="curve",
+            )
     elif kind == "dot":
         x, y = rng.integers(0, side, size=2).tolist()
         r = int(rng.integers(1, max(2, side // 8)))
@@ -140,9 +144,13 @@ def up_filtered_png(image: Image.Image, filters: list[int] | None = None, level:
         return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
 
     stream = zlib.compress(b"".join(rows), level)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", stream[:4096]) + (
-        chunk(b"IDAT", stream[4096:]) if len(stream) > 4096 else b""
-    ) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", stream[:4096])
+        + (chunk(b"IDAT", stream[4096:]) if len(stream) > 4096 else b"")
+        + chunk(b"IEND", b"")
+    )
 
 
 def pillow_levels(data: bytes) -> np.ndarray:
@@ -162,7 +170,9 @@ def pad_drawing(rng: np.random.Generator, side: int = 280) -> Image.Image:
         points = [tuple(p) for p in rng.integers(margin, side - margin, size=(int(rng.integers(2, 7)), 2)).tolist()]
         d.line(points, fill=(0, 0, 0, 255), width=int(rng.integers(2, max(3, side // 9))), joint="curve")
     # anti-aliased edges: gray levels, still R = G = B
-    return Image.fromarray(np.asarray(im.convert("L").resize((side // 2, side // 2)).resize((side, side)))).convert("RGBA")
+    return Image.fromarray(np.asarray(im.convert("L").resize((side // 2, side // 2)).resize((side, side)))).convert(
+        "RGBA"
+    )
 
 
 def compiled_reader():
@@ -237,8 +247,14 @@ def test_a_stream_that_does_not_inflate_to_the_picture_is_left_to_pillow():
 
     def png(stream: bytes) -> bytes:
         body = b"IDAT" + stream
-        return (b"\x89PNG\r\n\x1a\n" + header + struct.pack(">I", len(stream)) + body
-                + struct.pack(">I", zlib.crc32(body)) + b"\0\0\0\0IEND\xaeB`\x82")
+        return (
+            b"\x89PNG\r\n\x1a\n"
+            + header
+            + struct.pack(">I", len(stream))
+            + body
+            + struct.pack(">I", zlib.crc32(body))
+            + b"\0\0\0\0IEND\xaeB`\x82"
+        )
 
     short, long = png(zlib.compress(rows[:-1])), png(zlib.compress(rows + b"\0"))
     unfinished = png(zlib.compress(rows)[:-4])  # no checksum: the stream does not end
@@ -287,3 +303,57 @@ def test_the_column_sums_are_numpy_s_cumsum():
         out2 = np.empty((h, 7), np.uint8)
         canvas_module._sums_down(rows[:, ::2], out2)  # a strided view
         assert np.array_equal(out2, np.cumsum(rows[:, ::2], axis=0, dtype=np.uint8)), h
+
+
+def test_a_malformed_or_unusual_chunk_list_is_never_read_the_short_way(monkeypatch):
+    rng = np.random.default_rng(26)
+    image = pad_drawing(rng, 48)
+    good = up_filtered_png(image)
+    assert canvas_module._opaque_gray(canvas_module._inflated_rows(good)) is not None
+
+    def chunk(kind: bytes, payload: bytes) -> bytes:
+        return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+
+    def with_header(byte: int, value: int) -> bytes:
+        header = bytearray(good[16:29])
+        header[byte - 16] = value
+        return good[:8] + chunk(b"IHDR", bytes(header)) + good[33:]
+
+    idat_at = 33
+    idat_len = struct.unpack(">I", good[idat_at : idat_at + 4])[0]
+    idat = good[idat_at : idat_at + 12 + idat_len]
+    stream = idat[8:-4]
+    split = chunk(b"IDAT", stream[:10]) + chunk(b"pHYs", bytes(9)) + chunk(b"IDAT", stream[10:])
+    smaller = bytearray(good[16:29])
+    smaller[7] = 24  # height 48 -> 24
+    refused = {
+        "a second header": good[:33] + chunk(b"IHDR", bytes(smaller)) + good[33:],
+        "compression method 1": with_header(26, 1),
+        "filter method 1": with_header(27, 1),
+        "image data split by another chunk": good[:33] + split + good[idat_at + 12 + idat_len :],
+    }
+    for what, data in refused.items():
+        assert not is_canvas_png(data), what
+        assert canvas_gray(data) is None, what
+    # Chunks Pillow reads (a colour profile, a background colour, a truncated pHYs): decoded by
+    # Pillow, which names a damaged one; never read from the rows.
+    profile = chunk(b"iCCP", b"sRGB\0\0" + zlib.compress(b"not really a profile"))
+    unusual = {
+        "an empty pHYs": good[:33] + chunk(b"pHYs", b"") + good[33:],
+        "a colour profile": good[:33] + profile + good[33:],
+        "a background colour": good[:33] + chunk(b"bKGD", bytes(6)) + good[33:],
+    }
+    taken = []
+    read = canvas_module._opaque_gray
+    monkeypatch.setattr(canvas_module, "_opaque_gray", lambda rows: taken.append(1) or read(rows))
+    for what, data in unusual.items():
+        assert is_canvas_png(data), what
+        try:
+            expected = pillow_levels(data)
+        except Exception:  # noqa: BLE001 - Pillow refuses it: so must the short way
+            expected = None
+        got = canvas_gray(data)
+        assert (got is None) == (expected is None) and (got is None or np.array_equal(got, expected)), what
+    simple = good[:33] + chunk(b"pHYs", bytes(9)) + chunk(b"sRGB", b"\0") + good[33:]
+    assert np.array_equal(canvas_gray(simple), pillow_levels(simple))
+    assert len(taken) == 1  # only the file with simple chunks of their exact lengths

@@ -4,6 +4,7 @@ and body written out as one."""
 from __future__ import annotations
 
 import asyncio
+import platform
 import socket
 import sys
 
@@ -231,9 +232,8 @@ def test_an_answer_is_written_as_starlette_s_json_response_would(tmp_path):
     assert answer_json({"label": 3}) == b'{"label":3}'
 
 
-
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc thresholds")
-def test_serve_keeps_an_answer_s_arrays_memory_for_the_next():
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc's malloc thresholds")
+def test_steady_malloc_keeps_an_answer_s_arrays_memory_for_the_next():
     """An answer's arrays (a 280x280 drawing's levels and their copies) no longer cost fresh pages from
     the OS every time: page faults over 100 answers' worth of allocations, before and after."""
     import subprocess

@@ -3,28 +3,26 @@
  * opaque_gray(rows, width, height, out): the rows inflated from an 8-bit RGBA PNG, as Chromium's canvas
  * encodes the page's pad (every row filtered "Up": each byte the difference from the one above). When
  * every pixel is opaque and gray (R = G = B), the gray level is the red byte, summed down the columns; the
- * other bytes are only checked. One pass, a sixth of the time of the same with NumPy (canvas.py keeps that
- * as the fallback when this module is not built).
+ * other bytes are only checked. One pass, a quarter of the time of the same with NumPy (canvas.py keeps
+ * that as the fallback when this module is not built).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
 #include <stdint.h>
-#include <string.h>
 
 #define MAX_SIDE 65536
 
 /* One row of pixel differences (RGBA, 4 bytes a pixel) onto the row above (all zeros for the
  * first row, whose expected alpha is then 255, else 0): out[x] = above[x] + red; nonzero when
- * some pixel is not (d, d, d, alpha). Branch-free, so that the compiler vectorises it. */
-static uint32_t add_row(const uint8_t *px, const uint8_t *above, uint8_t *out, Py_ssize_t width, uint32_t alpha)
+ * some pixel is not (d, d, d, alpha). Byte by byte (the same on any machine) and branch-free, so
+ * that the compiler vectorises it. */
+static unsigned add_row(const uint8_t *px, const uint8_t *above, uint8_t *out, Py_ssize_t width, uint8_t alpha)
 {
-    uint32_t bad = 0;
+    unsigned bad = 0;
     for (Py_ssize_t x = 0; x < width; x++) {
-        uint32_t v;
-        memcpy(&v, px + 4 * x, 4);
-        const uint32_t r = v & 0xFFu;
-        bad |= v ^ (r * 0x010101u | alpha << 24);
+        const uint8_t r = px[4 * x];
+        bad |= (unsigned)(px[4 * x + 1] ^ r) | (unsigned)(px[4 * x + 2] ^ r) | (unsigned)(px[4 * x + 3] ^ alpha);
         out[x] = (uint8_t)(above[x] + r);
     }
     return bad;
@@ -49,12 +47,12 @@ static PyObject *opaque_gray(PyObject *self, PyObject *args)
     }
     const uint8_t *p = rows.buf;
     uint8_t *o = out.buf;
-    uint32_t bad = 0;
+    unsigned bad = 0;
     static const uint8_t zeros[MAX_SIDE];  /* above the first row */
     for (Py_ssize_t y = 0; y < height && !bad; y++, p += stride, o += width) {
         const uint8_t filter = p[0];
         if (filter != 2 && !(y == 0 && filter == 0)) bad = 1;  /* "Up" (the first row: "None" too) */
-        else bad = add_row(p + 1, y ? o - width : zeros, o, width, y ? 0u : 255u);
+        else bad = add_row(p + 1, y ? o - width : zeros, o, width, y ? 0 : 255);
     }
     result = PyBool_FromLong(!bad);
 done:

@@ -21,7 +21,9 @@ byte as its difference from the one above) and compresses fast. When such a file
 opaque drawing in gray (R = G = B, as the page draws), its gray levels are read straight from
 the differences (:func:`_opaque_gray`): inflated by zlib-ng (several times faster on these
 long runs than the system's zlib, which Pillow uses) and summed down the columns in one
-compiled pass (``_canvas.c``; NumPy where it was not built); a sixth of Pillow's time. Every other file, and any stream that does not inflate to
+compiled pass (``_canvas.c``; NumPy where it was not built); a fifth of Pillow's time.
+Only a file whose chunks are the header, the image data, the end and at most the simple
+ones of :data:`_SIMPLE_CHUNKS` is read this way. Every other file, and any stream that does not inflate to
 exactly the picture's bytes, is decoded by Pillow and its levels taken by
 :func:`~logreg_mnist.images.drawing.gray_levels`. The levels are the same either way (PNG is
 lossless, and Pillow's conversion to gray keeps a gray pixel's level: its weights sum to 1;
@@ -65,48 +67,66 @@ _COLOUR_TYPES = {0: "L", 2: "RGB", 4: "LA", 6: "RGBA"}  # 8-bit gray, RGB, gray+
 # animation or EXIF (eXIf, or in text chunks).
 _KEPT_CHUNKS = {b"IHDR", b"IDAT", b"IEND", b"sRGB", b"gAMA", b"cHRM", b"pHYs", b"iCCP", b"bKGD"}
 _BYTES_PER_PIXEL = {0: 1, 2: 3, 4: 2, 6: 4}
+# The chunks a picture read from its rows (_opaque_gray) may hold besides IHDR, IDAT and IEND
+# (an empty IEND): these, of exactly these lengths, whatever their values (which Pillow keeps
+# aside, leaving the pixels as they are). Anything else is decoded by Pillow, which checks it.
+_SIMPLE_CHUNKS = {b"IHDR": 13, b"IEND": 0, b"sRGB": 1, b"gAMA": 4, b"pHYs": 9, b"cHRM": 32}
 _NONE, _UP = 0, 2  # PNG's row filters: none; each byte the difference from the one above
 
 
 def is_canvas_png(data: bytes) -> bool:
     """Whether ``data`` is a PNG as the page's pad gives it (see the module's docstring): read
     from the signature and chunk list, nothing decoded; any doubt (a bad CRC included) is False."""
+    return _chunk_list(data) is not None
+
+
+def _chunk_list(data: bytes) -> list[tuple[bytes, int, int]] | None:
+    """The chunks of a PNG as the page's pad gives it, ``(kind, start, end)`` of each one's
+    data; None for any other file: the header first and once (8-bit, a colour type of
+    :data:`_COLOUR_TYPES`, PNG's one compression and filter method, no interlacing, at most
+    :data:`CANVAS_SIDE` pixels a side), only chunks of :data:`_KEPT_CHUNKS`, every CRC right,
+    the image data in consecutive chunks, the end chunk last."""
     if not data.startswith(_SIGNATURE) or len(data) < 8 + 25:
-        return False
+        return None
     length, kind = struct.unpack(">I4s", data[8:16])
     if kind != b"IHDR" or length != 13:
-        return False
-    width, height, depth, colour, _, _, interlace = struct.unpack(">IIBBBBB", data[16:29])
-    if not (0 < width <= CANVAS_SIDE and 0 < height <= CANVAS_SIDE) or depth != 8 or interlace != 0:
-        return False
-    if colour not in _COLOUR_TYPES:
-        return False
-    at, seen_data = 8, False
+        return None
+    width, height, depth, colour, compression, filtering, interlace = struct.unpack(">IIBBBBB", data[16:29])
+    if not (0 < width <= CANVAS_SIDE and 0 < height <= CANVAS_SIDE) or depth != 8 or colour not in _COLOUR_TYPES:
+        return None
+    if compression != 0 or filtering != 0 or interlace != 0:
+        return None
+    chunks: list[tuple[bytes, int, int]] = []
+    at = 8
     while at + 12 <= len(data):
         length, kind = struct.unpack(">I4s", data[at : at + 8])
         end = at + 12 + length
-        if kind not in _KEPT_CHUNKS or end > len(data):
-            return False
+        if kind not in _KEPT_CHUNKS or end > len(data) or (kind == b"IHDR" and at != 8):
+            return None
         if zlib.crc32(data[at + 4 : end - 4]) != struct.unpack(">I", data[end - 4 : end])[0]:
-            return False
-        seen_data = seen_data or kind == b"IDAT"
+            return None
+        if kind == b"IDAT" and chunks and chunks[-1][0] != b"IDAT" and any(k == b"IDAT" for k, _, _ in chunks):
+            return None  # image data split by another chunk
+        chunks.append((kind, at + 8, end - 4))
         if kind == b"IEND":
-            return seen_data and end == len(data)
+            return chunks if end == len(data) and any(k == b"IDAT" for k, _, _ in chunks) else None
         at = end
-    return False
+    return None
 
 
 def canvas_gray(data: bytes) -> np.ndarray | None:
     """The gray levels (uint8 (h, w), 0-255, those of :func:`~logreg_mnist.images.to_gray`) of a
     drawing from the page's pad; None for any other body, and for a drawing that does not
     decode (the full path then names the fault)."""
-    if not is_canvas_png(data):
+    chunks = _chunk_list(data)
+    if chunks is None:
         return None
     colour = data[25]
-    rows = _inflated_rows(data)
-    gray = None if rows is None else _opaque_gray(rows) if colour == 6 else None
-    if gray is not None:
-        return gray
+    if colour == 6 and all(kind == b"IDAT" or _SIMPLE_CHUNKS.get(kind) == end - start for kind, start, end in chunks):
+        rows = _inflated_rows(data, chunks)
+        gray = None if rows is None else _opaque_gray(rows)
+        if gray is not None:
+            return gray
     try:
         image = Image.open(io.BytesIO(data), formats=("PNG",))
         image.load()
@@ -117,21 +137,20 @@ def canvas_gray(data: bytes) -> np.ndarray | None:
     return gray_levels(image)
 
 
-def _inflated_rows(data: bytes) -> np.ndarray | None:
-    """The filtered rows of a PNG that :func:`is_canvas_png` accepted, uint8 (height, 1 + row
-    bytes), each row's filter first, inflated by zlib-ng; None when its stream does not
-    inflate to exactly that many bytes (Pillow then decodes it, or names the fault)."""
+def _inflated_rows(data: bytes, chunks: list[tuple[bytes, int, int]] | None = None) -> np.ndarray | None:
+    """The filtered rows of a PNG that :func:`is_canvas_png` accepted (``chunks``: its
+    :func:`_chunk_list`), uint8 (height, 1 + row bytes), each row's filter first, inflated by
+    zlib-ng; None when its stream does not inflate to exactly that many bytes (Pillow then
+    decodes it, or names the fault)."""
+    chunks = _chunk_list(data) if chunks is None else chunks
+    if chunks is None:
+        return None
     width, height = struct.unpack(">II", data[16:24])
     expected = height * (width * _BYTES_PER_PIXEL[data[25]] + 1)
-    stream, at = [], 8
-    while at + 12 <= len(data):  # (the chunk list was checked by is_canvas_png)
-        length, kind = struct.unpack(">I4s", data[at : at + 8])
-        if kind == b"IDAT":
-            stream.append(data[at + 8 : at + 8 + length])
-        at += 12 + length
+    stream = b"".join(data[start:end] for kind, start, end in chunks if kind == b"IDAT")
     inflater = _inflater.decompressobj()
     try:
-        raw = inflater.decompress(b"".join(stream), expected + 1)  # at most one byte more than the picture
+        raw = inflater.decompress(stream, expected + 1)  # at most one byte more than the picture
     except _inflater.error:
         return None
     if len(raw) != expected or not inflater.eof:
