@@ -279,10 +279,10 @@ def cpu_seconds(pid: int) -> float:
 def per_drawing(model: str, bodies: list[bytes]) -> None:
     """What one drawing costs in this process (CPU, best of 3 passes over the bodies): its PNG
     decoded to gray levels, those prepared as MNIST, and the whole answer (JSON included)."""
-    from logreg_mnist.images import prepare
+    from logreg_mnist.images import prepare_levels
     from logreg_mnist.serve import RunView
-    from logreg_mnist.serve.app import steady_malloc
-    from logreg_mnist.serve.canvas import as_image, canvas_gray
+    from logreg_mnist.serve.app import answer_json, steady_malloc
+    from logreg_mnist.serve.canvas import canvas_gray
 
     steady_malloc()  # as serve does
     view = RunView(model)
@@ -299,8 +299,8 @@ def per_drawing(model: str, bodies: list[bytes]) -> None:
 
     levels = [canvas_gray(b) for b in bodies]
     decode = best(canvas_gray, bodies)
-    prepared = best(lambda g: prepare(as_image(g)), levels)
-    answer = best(lambda b: json.dumps(view.predict(b, explain=False)), bodies)
+    prepared = best(prepare_levels, levels)
+    answer = best(lambda b: answer_json(view.predict(b, explain=False)), bodies)
     print(
         f"one drawing in process (CPU ms): decoded {decode:.2f}, prepared {prepared:.2f}, whole answer {answer:.2f}",
         flush=True,
