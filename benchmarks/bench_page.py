@@ -19,18 +19,21 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import itertools
 import os
 import random
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for tests/page_harness.py and tests/serve_run.py
+
+from tests.page_harness import serving, start_chromium
 
 TARGET_P50_MS, TARGET_P99_MS, TARGET_RATE = 100.0, 250.0, 15.0
 
@@ -61,31 +64,6 @@ def stroke(rng: random.Random, n: int) -> list[tuple[float, float]]:
     i = np.minimum(seg.astype(int), len(ctrl) - 2)
     t = (seg - i)[:, None]
     return [tuple(p) for p in ((1 - t) * ctrl[i] + t * ctrl[i + 1]).round(4).tolist()]
-
-
-def start_server(target: Path) -> tuple[subprocess.Popen, str]:
-    proc = subprocess.Popen([sys.executable, "-m", "logreg_mnist", "serve", str(target), "--port", "0"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    line = proc.stdout.readline()
-    if " at http://127.0.0.1:" not in line:
-        sys.exit("the server did not start: " + line + proc.stderr.read())
-    return proc, line.split(" at ")[1].split()[0]
-
-
-def start_browser(chromium: str, chromedriver: str, profile: str):
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = chromium
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                "--no-first-run", "--window-size=1280,1000", f"--user-data-dir={profile}"):
-        options.add_argument(arg)
-    driver = webdriver.Chrome(options=options, service=Service(executable_path=chromedriver))
-    driver.set_script_timeout(60)
-    return driver
 
 
 def wait(driver, condition: str, timeout: float = 30) -> None:
@@ -178,28 +156,24 @@ def main() -> int:
     for path in (args.chromium, args.chromedriver):
         if not shutil.which(path):
             sys.exit(f"bench_page: expected {path} (Debian: apt-get install chromium chromium-driver), found none")
-    with tempfile.TemporaryDirectory(prefix="bench-page-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="bench-page-") as tmp, contextlib.ExitStack() as stack:
         target = args.model
         if target is None:
-            sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
             from tests.serve_run import make_run
 
             target = make_run(Path(tmp) / "run")
-        proc, url = start_server(target)
-        driver = start_browser(args.chromium, args.chromedriver, str(Path(tmp) / "profile"))
         try:
-            started = time.perf_counter()
-            met = measure(driver, url, args.drawings, args.points, args.step_ms, args.seed)
-            print(f"(measured in {time.perf_counter() - started:.1f} s; model: {args.model or 'hand-made run'})")
-            if args.screenshots:
-                screenshots(driver, url, args.screenshots)
-        finally:
-            driver.quit()
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            url = stack.enter_context(serving(target))
+        except RuntimeError as e:
+            sys.exit(f"bench_page: {e}")
+        driver = start_chromium(args.chromium, args.chromedriver, str(Path(tmp) / "profile"), window=(1280, 1000),
+                                script_timeout=60, page_load_timeout=None)
+        stack.callback(driver.quit)
+        started = time.perf_counter()
+        met = measure(driver, url, args.drawings, args.points, args.step_ms, args.seed)
+        print(f"(measured in {time.perf_counter() - started:.1f} s; model: {args.model or 'hand-made run'})")
+        if args.screenshots:
+            screenshots(driver, url, args.screenshots)
     return 0 if met else 1
 
 

@@ -103,7 +103,8 @@ def _browser_drawings(strokes: list) -> list[bytes]:
     import base64
     import shutil
 
-    from bench_page import start_browser
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for tests/page_harness.py
+    from tests.page_harness import start_chromium
 
     chromium = os.environ.get("LOGREG_MNIST_CHROMIUM", "/usr/bin/chromium")
     chromedriver = os.environ.get("LOGREG_MNIST_CHROMEDRIVER", "/usr/bin/chromedriver")
@@ -111,7 +112,7 @@ def _browser_drawings(strokes: list) -> list[bytes]:
         if not shutil.which(path):
             raise RuntimeError(f"expected {path} (Debian: apt-get install chromium chromium-driver), found none")
     with tempfile.TemporaryDirectory() as profile:
-        driver = start_browser(chromium, chromedriver, profile)
+        driver = start_chromium(chromium, chromedriver, profile, script_timeout=60)
         try:
             driver.get("about:blank")
             urls = driver.execute_script(PAD_JS, strokes, 280)

@@ -1,9 +1,10 @@
-"""Shared fixtures: tiny synthetic MNIST-like datasets and the real MNIST files."""
+"""Shared fixtures: tiny synthetic MNIST-like datasets, the real MNIST files, and the serve tests' hand-made run and test client."""
 
 from __future__ import annotations
 
 import hashlib
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -142,3 +143,23 @@ def one_epoch_run(data_dir: Path, out: Path) -> Path:
     assert main(["train", "--data-dir", str(data_dir), "--out", str(out), "--batch-size", "100", "--n-epochs", "1",
                  "-q"]) == 0
     return out
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory, request) -> Path:
+    """The serve tests' hand-made run (:func:`~.serve_run.make_run`), one per test module (test_cli.py has its own)."""
+    from .serve_run import make_run
+
+    return make_run(tmp_path_factory.mktemp(request.module.__name__.rsplit(".", 1)[-1]) / "run")
+
+
+@pytest.fixture(scope="module")
+def client(run_dir):
+    """Starlette's test client on the app serving ``run_dir``."""
+    with warnings.catch_warnings():  # Starlette prefers the httpx2 fork; httpx works the same here
+        warnings.simplefilter("ignore")
+        from starlette.testclient import TestClient
+
+    from logreg_mnist.serve import RunView, create_app
+
+    return TestClient(create_app(RunView(run_dir)))

@@ -17,7 +17,6 @@ import time
 import warnings
 import zlib
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import httpx
 import numpy as np
@@ -36,17 +35,6 @@ from logreg_mnist.serve import MAX_BODY_BYTES, RunView, create_app
 from logreg_mnist.serve.app import bind
 
 from .serve_run import drawing, make_run, png_bytes
-
-
-
-@pytest.fixture(scope="module")
-def run_dir(tmp_path_factory) -> Path:
-    return make_run(tmp_path_factory.mktemp("serve") / "run")
-
-
-@pytest.fixture(scope="module")
-def client(run_dir) -> TestClient:
-    return TestClient(create_app(RunView(run_dir)))
 
 
 @pytest.fixture(scope="module")

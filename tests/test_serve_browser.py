@@ -11,15 +11,11 @@ missing, unless LOGREG_MNIST_REQUIRE_BROWSER is set (as CI does): then it fails.
 from __future__ import annotations
 
 import base64
-import contextlib
 import io
 import json
 import math
 import os
 import shutil
-import signal
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
@@ -31,6 +27,7 @@ from PIL import Image
 from logreg_mnist.images.drawing import gray_levels
 from logreg_mnist.serve import canvas
 
+from .page_harness import serving, start_chromium
 from .serve_run import drawing, make_run, png_bytes
 
 CHROMIUM = os.environ.get("LOGREG_MNIST_CHROMIUM", "/usr/bin/chromium")
@@ -56,47 +53,18 @@ def browser():
         missing.append("the selenium package")
     if missing:
         _need(f"{', '.join(missing)} (Debian: apt-get install chromium chromium-driver)")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
     profile = tempfile.mkdtemp(prefix="logreg-mnist-chromium-")
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                "--no-first-run", "--window-size=1200,1400", f"--user-data-dir={profile}"):
-        options.add_argument(arg)
-    driver = webdriver.Chrome(options=options, service=Service(executable_path=CHROMEDRIVER))
-    driver.set_page_load_timeout(30)
-    driver.set_script_timeout(20)
+    driver = start_chromium(CHROMIUM, CHROMEDRIVER, profile, window=(1200, 1400), script_timeout=20, page_load_timeout=30)
     yield driver
     driver.quit()
     shutil.rmtree(profile, ignore_errors=True)
-
-
-@contextlib.contextmanager
-def _serving(run: Path):
-    """`logreg-mnist serve RUN` as a separate process; yields its URL."""
-    proc = subprocess.Popen([sys.executable, "-m", "logreg_mnist", "serve", str(run), "--port", "0"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    try:
-        line = proc.stdout.readline()
-        assert " at http://127.0.0.1:" in line, line + proc.stderr.read()
-        yield line.split(" at ")[1].split()[0]
-    finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
     """`logreg-mnist serve` on a hand-made run; yields (URL, run directory)."""
     run = make_run(tmp_path_factory.mktemp("browser") / "run")
-    with _serving(run) as url:
+    with serving(run) as url:
         yield url, run
 
 
@@ -413,7 +381,7 @@ def test_the_test_digits_the_model_gets_wrong_can_be_browsed_with_their_evidence
     run = make_run(tmp_path / "run")
     config = json.loads((run / "config.json").read_text())
     (run / "config.json").write_text(json.dumps({**config, "dataset": "mnist", "data_source": str(real_mnist_dir)}))
-    with _serving(run) as url:
+    with serving(run) as url:
         browser.get(url)
         _wait(browser, "return document.body.dataset.ready === '1' && document.querySelectorAll('#mgrid button').length")
         page = httpx.get(url + "api/mistakes?offset=0&limit=24").json()

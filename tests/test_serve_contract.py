@@ -26,16 +26,6 @@ from .conftest import write_dataset
 from .serve_run import drawing, make_run, png_bytes
 
 
-@pytest.fixture(scope="module")
-def run_dir(tmp_path_factory) -> Path:
-    return make_run(tmp_path_factory.mktemp("contract") / "run")
-
-
-@pytest.fixture(scope="module")
-def client(run_dir) -> TestClient:
-    return TestClient(create_app(RunView(run_dir)))
-
-
 def recorded_as(run: Path, **config) -> Path:
     """``run`` with its recorded configuration replaced by ``config`` (in config.json and best.safetensors)."""
     model, meta = load_model(run / "best.safetensors")

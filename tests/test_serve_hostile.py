@@ -17,7 +17,6 @@ import time
 import urllib.error
 import urllib.request
 import zlib
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -27,12 +26,7 @@ from logreg_mnist.images import decoded_bytes, open_image
 from logreg_mnist.serve import MAX_BODY_BYTES, RunView, create_app
 from logreg_mnist.serve.app import bind, server_config
 
-from .serve_run import drawing, make_run, png_bytes
-
-
-@pytest.fixture(scope="module")
-def run_dir(tmp_path_factory) -> Path:
-    return make_run(tmp_path_factory.mktemp("hostile") / "run")
+from .serve_run import drawing, png_bytes
 
 
 def _start(app, **limits):

@@ -17,14 +17,9 @@ import pytest
 from logreg_mnist.cli import main
 from logreg_mnist.serve.workers import GRACE_SECONDS, can_fork, default_workers
 
-from .serve_run import drawing, make_run, png_bytes
+from .serve_run import drawing, png_bytes
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="counts processes through /proc")
-
-
-@pytest.fixture(scope="module")
-def run_dir(tmp_path_factory) -> Path:
-    return make_run(tmp_path_factory.mktemp("workers") / "run")
 
 
 def children(pid: int) -> set[int]:
